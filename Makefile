@@ -1,0 +1,117 @@
+# labhook Makefile. Tools are pinned and installed with `go install` into ./bin.
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.3
+ENVTEST_K8S_VERSION ?= 1.37.2
+
+LOCALBIN ?= $(shell pwd)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+IMG ?= ghcr.io/labhook/labhook:dev
+GO_TEST_FLAGS ?=
+FUZZTIME ?= 20s
+
+export ENVTEST_K8S_VERSION
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
+	$(CONTROLLER_GEN) rbac:roleName=labhook-manager crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=labhook-webhookserver paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/webhookserver
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: envtest
+envtest: ## Provide kube-apiserver and etcd (built from source the first time).
+	@hack/setup-envtest.sh >/dev/null
+
+.PHONY: test
+test: manifests generate fmt vet ## Unit, envtest and webhookserver tests on a real kube-apiserver + etcd, then bounded fuzzing.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./... -count=1 -timeout 20m $(GO_TEST_FLAGS)
+	$(MAKE) fuzz
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each.
+	@hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Benchmarks of SPEC section 7, printed as BENCH lines with ratios.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./test/bench
+
+.PHONY: test-reliability
+test-reliability: build ## Reliability suite with real processes (kill -9, leader election, outages).
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./test/reliability/... -count=1 -timeout 30m -v
+
+.PHONY: test-e2e
+test-e2e: build ## End-to-end: make dev's binary, kubectl apply of the samples, curl of the seed.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./test/e2e/... -count=1 -timeout 15m -v
+
+##@ Build
+
+.PHONY: build
+build: ## Build every binary into bin/.
+	go build -o $(LOCALBIN)/ ./cmd/...
+
+.PHONY: run
+run: manifests generate ## Run the manager against the current kubeconfig's cluster.
+	go run ./cmd/manager --allow-http
+
+.PHONY: dev
+dev: ## Local control plane + CRDs + manager + webhookserver + receiver + demo organisation.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/devenv
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRDs into the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs from the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy labhook (manager + webhookserver sidecar) to the current cluster.
+	cd config/manager && $(KUSTOMIZE) edit set image labhook=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove labhook from the current cluster.
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+##@ Tools
+
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+$(CONTROLLER_GEN): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(LOCALBIN)/controller-gen $@
+
+$(KUSTOMIZE): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $@

@@ -1,0 +1,123 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Condition types. Every kind carries Ready; the others appear where useful.
+const (
+	// ConditionReady is the kstatus summary condition of every labhook kind.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller is working towards the desired state.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when progress needs a change by a person.
+	ConditionStalled = "Stalled"
+	// ConditionDefaultConflict is True on a WebhookConfig that claims to be the
+	// namespace default while an older one already is.
+	ConditionDefaultConflict = "DefaultConflict"
+	// ConditionBacklogged is True on a WebhookConfig whose Pending backlog is
+	// past --backlog-warning.
+	ConditionBacklogged = "Backlogged"
+)
+
+// Condition reasons.
+const (
+	ReasonSucceeded           = "Succeeded"
+	ReasonProgressing         = "Progressing"
+	ReasonTestPending         = "TestPending"
+	ReasonTestSucceeded       = "TestSucceeded"
+	ReasonHTTPStatus          = "HTTPStatus"
+	ReasonTimeout             = "Timeout"
+	ReasonTLSError            = "TLSError"
+	ReasonDNSError            = "DNSError"
+	ReasonConnectionError     = "ConnectionError"
+	ReasonRefusedByPolicy     = "RefusedByPolicy"
+	ReasonDeactivated         = "Deactivated"
+	ReasonSecretError         = "SecretError"
+	ReasonDefaultConflict     = "DefaultConflict"
+	ReasonNoDefaultConflict   = "NoConflict"
+	ReasonDeliveryFailing     = "DeliveryFailing"
+	ReasonBacklogged          = "BacklogPastWarning"
+	ReasonBacklogOK           = "BacklogBelowWarning"
+	ReasonPhase               = "Phase"
+	ReasonResourceNotFound    = "ResourceNotFound"
+	ReasonResourceNotReady    = "ResourceNotReady"
+	ReasonIncompatibleType    = "IncompatibleResourceType"
+	ReasonAuthSecretNotFound  = "AuthSecretNotFound"
+	ReasonNoUsableConfig      = "NoUsableWebhookConfig"
+	ReasonWebhookConfigFilter = "FilteredByEventTypes"
+	ReasonWaitingForEarlier   = "WaitingForEarlierMessage"
+	ReasonRetrying            = "Retrying"
+	ReasonDelivered           = "Delivered"
+	ReasonExhausted           = "RetriesExhausted"
+)
+
+// Annotations a person or a tool sets to ask for an action. Any new value
+// triggers the action once; the handled value is recorded in status.
+const (
+	AnnotationTestRequestedAt         = "labhook.io/test-requested-at"
+	AnnotationRotateSecretRequestedAt = "labhook.io/rotate-secret-requested-at"
+	AnnotationRedeliverRequestedAt    = "labhook.io/redeliver-requested-at"
+)
+
+// Annotations the webhookserver writes on what it applies from an incoming
+// message. Controllers compare AnnotationSourceSpecHash with the hash of the
+// current spec to suppress echoes: a change that came from the backend is
+// not sent back to it.
+const (
+	AnnotationSourceMessageID = "labhook.io/source-message-id"
+	AnnotationSourceTimestamp = "labhook.io/source-timestamp"
+	AnnotationSourceSpecHash  = "labhook.io/source-spec-hash"
+	// AnnotationSourceDeleted is set, to the source message id, on an object
+	// the webhookserver is about to delete, so its DELETED message is not echoed.
+	AnnotationSourceDeleted = "labhook.io/source-deleted"
+)
+
+// Labels.
+const (
+	// LabelState mirrors WebhookConfig status.state for label selectors.
+	LabelState = "labhook.io/state"
+	// LabelAPIKey marks a Secret in an organisation namespace as an incoming API key.
+	LabelAPIKey = "labhook.io/api-key"
+	// LabelWebhookConfig names the WebhookConfig a signing Secret belongs to.
+	LabelWebhookConfig = "labhook.io/webhook-config"
+	// LabelLabInterface names the LabInterface a credential Secret belongs to.
+	LabelLabInterface = "labhook.io/lab-interface"
+)
+
+// FinalizerOutgoingMessage holds a deleted LabResource or LabInterface until
+// its DELETED OutgoingMessage exists.
+const FinalizerOutgoingMessage = "labhook.io/outgoing-message"
+
+// Secret keys.
+const (
+	// SecretKeySigning is the key of a signing Secret that holds the current
+	// whsec_ secret.
+	SecretKeySigning = "secret"
+	// SecretKeyPreviousSigning holds the secret replaced by the last rotation,
+	// still used to sign until status.rotation.previousExpiresAt.
+	SecretKeyPreviousSigning = "previousSecret"
+	// SecretKeyAPIKey and SecretKeyAPIKeySHA256 hold an incoming API key, in
+	// plain text or as the hex SHA-256 of it.
+	SecretKeyAPIKey       = "apiKey"
+	SecretKeyAPIKeySHA256 = "apiKeySHA256"
+	// Interface credential keys, as in the incoming wire format.
+	SecretKeyKey      = "key"
+	SecretKeyUsername = "username"
+	SecretKeyPassword = "password"
+)
+
+// FieldManagerWebhookServer is the server-side apply field manager of the webhookserver.
+const FieldManagerWebhookServer = "labhook-webhookserver"

@@ -1,0 +1,267 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookConfigState is the lifecycle state of a WebhookConfig (seed 002).
+// +kubebuilder:validation:Enum=new;valid;invalid;deactivated
+type WebhookConfigState string
+
+const (
+	// StateNew: created or changed, and not tested yet.
+	StateNew WebhookConfigState = "new"
+	// StateValid: the last test passed; messages are delivered here.
+	StateValid WebhookConfigState = "valid"
+	// StateInvalid: the last test failed, or deliveries kept failing for --invalidate-after.
+	StateInvalid WebhookConfigState = "invalid"
+	// StateDeactivated: turned off by its owner through spec.deactivated.
+	StateDeactivated WebhookConfigState = "deactivated"
+)
+
+// WebhookConfigSpec is where and how labhook delivers an organisation's messages.
+// +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || !has(self.authorizationSecretRef) || self.secretRef.name != self.authorizationSecretRef.name",message="secretRef and authorizationSecretRef must name different Secrets"
+type WebhookConfigSpec struct {
+	// url of the customer's webhook receiver, for example
+	// https://training.example.com/webhooks/events. Signed messages are POSTed
+	// here. http:// URLs are refused by policy unless the manager runs with
+	// --allow-http. Changing it sends a new test message.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="url must start with https:// or http://"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="url must be an absolute URL with a host, like https://example.com/webhooks"
+	// +required
+	URL string `json:"url"`
+
+	// default marks this config as the organisation's default: it is used by
+	// every LabResource, LabInterface and OutgoingMessage in the namespace that
+	// names no webhookConfigRef. If several configs claim it, the oldest wins and
+	// the others get the DefaultConflict condition.
+	// +optional
+	Default bool `json:"default,omitempty"`
+
+	// deactivated turns the config off: its state becomes deactivated and
+	// nothing is delivered to it. Setting it back to false makes the config new
+	// again and re-tests it.
+	// +optional
+	Deactivated bool `json:"deactivated,omitempty"`
+
+	// secretRef names an existing Secret whose key "secret" holds the signing
+	// secret (whsec_ followed by base64). When absent, labhook generates the
+	// Secret <name>-signing, owned by this WebhookConfig.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+
+	// authorizationSecretRef names a Secret key whose value is sent as
+	// "Authorization: Bearer <value>" with every message, for example
+	// "backend-user:backend-key".
+	// +optional
+	AuthorizationSecretRef *SecretKeyReference `json:"authorizationSecretRef,omitempty"`
+
+	// eventTypes limits the message types delivered here. Empty means all
+	// types. Messages of other types go to no config unless one names them.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	EventTypes []MessageType `json:"eventTypes,omitempty"`
+
+	// timeoutSeconds bounds one delivery attempt, from connecting to the end
+	// of the response headers.
+	// +kubebuilder:default=15
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=60
+	// +optional
+	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
+
+	// retry bounds how long a message is retried before it is marked Failed.
+	// +kubebuilder:default={}
+	// +optional
+	Retry RetryPolicy `json:"retry,omitempty"`
+}
+
+// RetryPolicy bounds the retries of one message. The schedule is: at once,
+// 5s, 5m, 30m, 2h, 5h, 10h, 10h, with jitter, honouring Retry-After.
+type RetryPolicy struct {
+	// maxAttempts is how many attempts a message gets before it is Failed.
+	// +kubebuilder:default=8
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// maxAge is how long after its creation a message may still be retried,
+	// as a Go duration such as 24h or 90m.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// WebhookConfigTest is the outcome of the last test message.
+type WebhookConfigTest struct {
+	// time the test was sent.
+	Time metav1.Time `json:"time"`
+
+	// messageID of the test message (its webhook-id header).
+	MessageID string `json:"messageID"`
+
+	// httpStatus answered by the receiver; 0 when no answer arrived.
+	// +optional
+	HTTPStatus int32 `json:"httpStatus,omitempty"`
+
+	// duration of the request.
+	// +optional
+	Duration metav1.Duration `json:"duration,omitempty"`
+
+	// error says why the test failed; empty when it passed.
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// DeliveryStats rolls up recent deliveries to this config. It is written
+// when something changes (first failure, recovery), not on every delivery.
+type DeliveryStats struct {
+	// lastSuccessTime is when a message was last delivered here.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+
+	// lastFailureTime is when a delivery attempt last failed here.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// lastError is the error of the last failed attempt.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+
+	// consecutiveFailures counts failed attempts since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// failingSince is the first failure after the last success. A valid config
+	// failing for longer than --invalidate-after becomes invalid.
+	// +optional
+	FailingSince *metav1.Time `json:"failingSince,omitempty"`
+
+	// pending is the number of Pending messages for this config, as last counted.
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+}
+
+// SecretRotation describes the last signing-secret rotation.
+type SecretRotation struct {
+	// rotatedTime is when the current secret replaced the previous one.
+	RotatedTime metav1.Time `json:"rotatedTime"`
+
+	// previousExpiresAt is when the previous secret stops being sent. Until
+	// then every message carries a signature with each secret.
+	PreviousExpiresAt metav1.Time `json:"previousExpiresAt"`
+}
+
+// WebhookConfigStatus is the observed state of a WebhookConfig.
+type WebhookConfigStatus struct {
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// state is one of new, valid, invalid, deactivated (seed 002). An
+	// organisation needs a valid config for its messages to be delivered.
+	// +optional
+	State WebhookConfigState `json:"state,omitempty"`
+
+	// secretName is the Secret that holds the signing secret.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// testedFingerprint identifies the url, secret and authorization that the
+	// last test used; a change of any of them sends a new test.
+	// +optional
+	TestedFingerprint string `json:"testedFingerprint,omitempty"`
+
+	// lastTest is the outcome of the last test message.
+	// +optional
+	LastTest *WebhookConfigTest `json:"lastTest,omitempty"`
+
+	// nextTestTime is when an invalid config is tested again (backoff from 1m
+	// doubling to 1h).
+	// +optional
+	NextTestTime *metav1.Time `json:"nextTestTime,omitempty"`
+
+	// lastHandledTestRequest is the last value of the
+	// labhook.io/test-requested-at annotation that was acted upon.
+	// +optional
+	LastHandledTestRequest string `json:"lastHandledTestRequest,omitempty"`
+
+	// lastHandledRotateRequest is the last value of the
+	// labhook.io/rotate-secret-requested-at annotation that was acted upon.
+	// +optional
+	LastHandledRotateRequest string `json:"lastHandledRotateRequest,omitempty"`
+
+	// rotation describes the last secret rotation, while its grace period lasts.
+	// +optional
+	Rotation *SecretRotation `json:"rotation,omitempty"`
+
+	// deliveries rolls up recent delivery results.
+	// +optional
+	Deliveries *DeliveryStats `json:"deliveries,omitempty"`
+
+	// conditions: Ready (the config is valid), Reconciling, Stalled,
+	// DefaultConflict, Backlogged.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// WebhookConfig is a customer's webhook receiver: where an organisation's
+// messages are POSTed, signed with a secret labhook generates. A namespace is
+// an organisation; one WebhookConfig per namespace can be its default.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whc,categories=labhook
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Default",type=boolean,JSONPath=`.spec.default`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired receiver.
+	// +required
+	Spec WebhookConfigSpec `json:"spec"`
+
+	// status is what labhook observed.
+	// +optional
+	Status WebhookConfigStatus `json:"status,omitempty"`
+}
+
+// WebhookConfigList contains a list of WebhookConfig.
+// +kubebuilder:object:root=true
+type WebhookConfigList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookConfig `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookConfig{}, &WebhookConfigList{})
+}

@@ -1,0 +1,120 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs labhook's controllers.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/controllers"
+)
+
+var version = "dev"
+
+func main() {
+	opts := controllers.DefaultOptions()
+	opts.Version = version
+	var (
+		metricsAddr, probeAddr, allowedCIDRs string
+		leaderElect, secureMetrics          bool
+		qps                                 float64
+		burst                               int
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authn/authz.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager is active.")
+	flag.StringVar(&opts.CallbackURL, "callback-url", "", "The webhookserver's public incoming URL, sent as callback in every message.")
+	flag.BoolVar(&opts.AllowHTTP, "allow-http", false, "Allow http:// webhook URLs.")
+	flag.StringVar(&allowedCIDRs, "allowed-target-cidrs", "", "Comma-separated CIDRs exempt from the outbound SSRF guard, e.g. 10.0.0.0/8.")
+	flag.DurationVar(&opts.MessageRetention, "message-retention", opts.MessageRetention, "How long Delivered OutgoingMessages are kept.")
+	flag.IntVar(&opts.MaxRetainedMessages, "max-retained-messages", opts.MaxRetainedMessages, "Delivered OutgoingMessages kept per namespace; the oldest go first.")
+	flag.IntVar(&opts.BacklogWarning, "backlog-warning", opts.BacklogWarning, "Pending messages past which a WebhookConfig is Backlogged.")
+	flag.DurationVar(&opts.InvalidateAfter, "invalidate-after", opts.InvalidateAfter, "Continuous delivery failure after which a valid WebhookConfig becomes invalid.")
+	flag.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", opts.MaxConcurrentDeliveries, "Deliveries in flight at once.")
+	flag.DurationVar(&opts.RotationGracePeriod, "rotation-grace-period", opts.RotationGracePeriod, "How long a rotated-out signing secret still signs.")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side QPS towards the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 1000, "Client-side burst towards the API server.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	for _, c := range strings.Split(allowedCIDRs, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			log.Error(err, "invalid --allowed-target-cidrs entry", "cidr", c)
+			os.Exit(1)
+		}
+		opts.AllowedTargetCIDRs = append(opts.AllowedTargetCIDRs, p)
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(labhookv1alpha1.AddToScheme(scheme))
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	cfg.UserAgent = fmt.Sprintf("labhook-manager/%s", version)
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme,
+		Metrics: metricsserver.Options{
+			BindAddress:   metricsAddr,
+			SecureServing: secureMetrics,
+			TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+		},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              "labhook-manager.labhook.io",
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		log.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+	if err := controllers.Setup(mgr, opts); err != nil {
+		log.Error(err, "unable to set up controllers")
+		os.Exit(1)
+	}
+	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
+	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
+
+	log.Info("starting manager", "version", version)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
