@@ -20,6 +20,7 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -82,5 +83,11 @@ func DefaultOptions() Options {
 
 // Setup registers every reconciler, with its field indexers, on mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	if err := (&LabResourceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up LabResource controller: %w", err)
+	}
+	if err := (&LabInterfaceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up LabInterface controller: %w", err)
+	}
 	return nil
 }

@@ -72,6 +72,12 @@ const (
 	AnnotationRedeliverRequestedAt    = "labhook.io/redeliver-requested-at"
 )
 
+// AnnotationCreatedAt is set by labhook's producers on an OutgoingMessage to
+// the producer's clock at creation (RFC 3339 with nanoseconds). It orders
+// messages created within the same second, since creationTimestamp has
+// second precision. Messages without it order by creationTimestamp, then name.
+const AnnotationCreatedAt = "labhook.io/created-at"
+
 // Annotations the webhookserver writes on what it applies from an incoming
 // message. Controllers compare AnnotationSourceSpecHash with the hash of the
 // current spec to suppress echoes: a change that came from the backend is

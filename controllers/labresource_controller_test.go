@@ -1,0 +1,376 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/controllers"
+	"github.com/labhook/labhook/internal/echo"
+)
+
+// messageSummary is what a test asserts about a produced OutgoingMessage.
+type messageSummary struct {
+	Type, Status string
+	EntityIDs    []string
+}
+
+// producedMessages lists the namespace's OutgoingMessages in creation order.
+func producedMessages(ctx context.Context, ns string) []labhookv1alpha1.OutgoingMessage {
+	var list labhookv1alpha1.OutgoingMessageList
+	Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+	sort.SliceStable(list.Items, func(i, j int) bool {
+		return list.Items[i].Annotations[labhookv1alpha1.AnnotationCreatedAt] < list.Items[j].Annotations[labhookv1alpha1.AnnotationCreatedAt]
+	})
+	return list.Items
+}
+
+func summaries(ctx context.Context, ns string) func() []messageSummary {
+	return func() []messageSummary {
+		var out []messageSummary
+		for _, m := range producedMessages(ctx, ns) {
+			out = append(out, messageSummary{string(m.Spec.Type), m.Spec.Status, m.Spec.EntityIDs})
+		}
+		return out
+	}
+}
+
+func vm(ns, name, id string) *labhookv1alpha1.LabResource {
+	return &labhookv1alpha1.LabResource{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: labhookv1alpha1.LabResourceSpec{ID: id, Type: labhookv1alpha1.ResourceTypeVM, Name: "server",
+			Config: &labhookv1alpha1.LabResourceConfig{NetworkInterfaces: []labhookv1alpha1.NetworkInterface{
+				{PublicIP: "32.17.144.2", PrivateIP: "10.0.0.2", DNS: "5108e970-labs.example.com"}}}},
+	}
+}
+
+// update re-reads obj and applies mutate until the write does not conflict
+// with a controller's concurrent write.
+func update[T client.Object](ctx context.Context, obj T, mutate func(T)) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate(obj)
+		return k8sClient.Update(ctx, obj)
+	})).To(Succeed())
+}
+
+func setPhase(ctx context.Context, lr *labhookv1alpha1.LabResource, phase labhookv1alpha1.ResourcePhase) {
+	Eventually(func() error {
+		cur := &labhookv1alpha1.LabResource{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), cur); err != nil {
+			return err
+		}
+		cur.Status.Phase = phase
+		return k8sClient.Status().Update(ctx, cur)
+	}).Should(Succeed())
+}
+
+func readyStatus(ctx context.Context, obj client.Object) func() metav1.ConditionStatus {
+	return func() metav1.ConditionStatus {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return "gone"
+		}
+		var conds []metav1.Condition
+		switch o := obj.(type) {
+		case *labhookv1alpha1.LabResource:
+			conds = o.Status.Conditions
+		case *labhookv1alpha1.LabInterface:
+			conds = o.Status.Conditions
+		}
+		if c := meta.FindStatusCondition(conds, labhookv1alpha1.ConditionReady); c != nil {
+			return c.Status
+		}
+		return ""
+	}
+}
+
+var _ = Describe("LabResource producer", func() {
+	var (
+		ctx context.Context
+		ns  string
+	)
+	BeforeEach(func() {
+		SetDefaultEventuallyTimeout(15 * time.Second)
+		ctx = context.Background()
+		ns = newNamespace(ctx)
+		startManager(ns, testOptions())
+	})
+
+	It("sends CREATED, UPDATED, RESTARTED, REPLACED and DELETED for the rows of SPEC §2.5", func() {
+		lr := vm(ns, "r1", "25f377ac")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"25f377ac"}}}))
+
+		By("a spec change")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.Name = "renamed" })
+		Eventually(summaries(ctx, ns)).Should(HaveLen(2))
+		Expect(summaries(ctx, ns)()[1]).To(Equal(messageSummary{"RESOURCE", "UPDATED", []string{"25f377ac"}}))
+
+		By("a restart request")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.RestartRequestedAt = &metav1.Time{Time: time.Now()} })
+		Eventually(summaries(ctx, ns)).Should(HaveLen(3))
+		Expect(summaries(ctx, ns)()[2].Status).To(Equal("RESTARTED"))
+
+		By("a replace request")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.ReplaceRequestedAt = &metav1.Time{Time: time.Now()} })
+		Eventually(summaries(ctx, ns)).Should(HaveLen(4))
+		Expect(summaries(ctx, ns)()[3].Status).To(Equal("REPLACED"))
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(Equal(lr.Generation))
+		Expect(lr.Status.LastMessage.Status).To(Equal("REPLACED"))
+
+		By("deletion, held by the finalizer until the message exists")
+		Expect(lr.Finalizers).To(ContainElement(labhookv1alpha1.FinalizerOutgoingMessage))
+		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
+		}).Should(BeTrue())
+		msgs := producedMessages(ctx, ns)
+		Expect(msgs).To(HaveLen(5))
+		Expect(msgs[4].Spec.Status).To(Equal("DELETED"))
+	})
+
+	It("names messages deterministically, so a lost status write causes no duplicate", func() {
+		lr := vm(ns, "r2", "56ea830e")
+		lr.Spec.WebhookConfigRef = &labhookv1alpha1.LocalObjectReference{Name: "special"}
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(HaveLen(1))
+		msg := producedMessages(ctx, ns)[0]
+		Expect(msg.Name).To(Equal(controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created")))
+		Expect(len(msg.Name)).To(BeNumerically("<=", 63))
+		Expect(msg.Spec.WebhookConfigRef).To(Equal(&labhookv1alpha1.LocalObjectReference{Name: "special"}))
+
+		By("the context carries the object in wire form, no credentials")
+		var c map[string]any
+		Expect(json.Unmarshal(msg.Spec.Context.Raw, &c)).To(Succeed())
+		Expect(c).To(HaveKeyWithValue("namespace", ns))
+		Expect(c).To(HaveKeyWithValue("name", "r2"))
+		Expect(c).To(HaveKeyWithValue("generation", BeNumerically("==", 1)))
+		Expect(c["spec"]).To(HaveKeyWithValue("config", HaveKeyWithValue("network_interfaces",
+			ConsistOf(map[string]any{"public_ip": "32.17.144.2", "private_ip": "10.0.0.2", "dns": "5108e970-labs.example.com"}))))
+
+		By("forgetting the status, as if the manager crashed before writing it")
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(1))
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			lr.Status.ObservedGeneration = 0
+			lr.Status.LastMessage = nil
+			return k8sClient.Status().Update(ctx, lr)
+		})).To(Succeed())
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(1))
+		Expect(lr.Status.LastMessage.Name).To(Equal(msg.Name))
+		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
+	})
+
+	It("sends nothing for status-only changes, and Ready follows the phase", func() {
+		lr := vm(ns, "r3", "619a8bbe")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(HaveLen(1))
+		Eventually(readyStatus(ctx, lr)).Should(Equal(metav1.ConditionFalse))
+		setPhase(ctx, lr, labhookv1alpha1.PhaseReady)
+		Eventually(readyStatus(ctx, lr)).Should(Equal(metav1.ConditionTrue))
+		setPhase(ctx, lr, labhookv1alpha1.PhaseStopped)
+		Eventually(readyStatus(ctx, lr)).Should(Equal(metav1.ConditionFalse))
+		Consistently(summaries(ctx, ns), "1s").Should(HaveLen(1))
+	})
+
+	It("does not echo changes the webhookserver applied from the backend", func() {
+		By("a resource the webhookserver created")
+		lr := vm(ns, "r4", "acf1109b")
+		lr.Annotations = echo.Mark("src-1", "2020-10-05T08:36:09+00:00", lr.Spec)
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(1))
+
+		By("a spec change the webhookserver applied")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) {
+			lr.Spec.Name = "from backend"
+			for k, v := range echo.Mark("src-2", "2020-10-05T08:37:09+00:00", lr.Spec) {
+				lr.Annotations[k] = v
+			}
+		})
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(2))
+		Expect(producedMessages(ctx, ns)).To(BeEmpty())
+
+		By("a later change by a person is sent")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.Name = "by kubectl" })
+		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{{"RESOURCE", "UPDATED", []string{"acf1109b"}}}))
+
+		By("a deletion the backend asked for")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = "src-3" })
+		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
+		}).Should(BeTrue())
+		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
+	})
+})
+
+var _ = Describe("LabInterface producer and status", func() {
+	var (
+		ctx context.Context
+		ns  string
+	)
+	BeforeEach(func() {
+		SetDefaultEventuallyTimeout(15 * time.Second)
+		ctx = context.Background()
+		ns = newNamespace(ctx)
+		startManager(ns, testOptions())
+	})
+
+	iface := func(name string, typ labhookv1alpha1.InterfaceType, res string, port *int32) *labhookv1alpha1.LabInterface {
+		li := &labhookv1alpha1.LabInterface{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: labhookv1alpha1.LabInterfaceSpec{Name: "If " + name, Type: typ, Region: "eu-west-1",
+				ResourceRef: labhookv1alpha1.LocalObjectReference{Name: res}},
+		}
+		if port != nil {
+			li.Spec.Config = &labhookv1alpha1.LabInterfaceConfig{Port: port}
+		}
+		return li
+	}
+	endpoint := func(li *labhookv1alpha1.LabInterface) func() string {
+		return func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+			return li.Status.Endpoint
+		}
+	}
+
+	It("resolves endpoints for TERMINAL, DESKTOP and WEB_PAGE on a VM and on a URL", func() {
+		dnsVM := vm(ns, "vm-dns", "vm1")
+		ipVM := vm(ns, "vm-ip", "vm2")
+		ipVM.Spec.Config.NetworkInterfaces[0].DNS = ""
+		url := &labhookv1alpha1.LabResource{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: labhookv1alpha1.LabResourceSpec{ID: "web1", Type: labhookv1alpha1.ResourceTypeURL,
+				Config: &labhookv1alpha1.LabResourceConfig{Address: "https://my.webpage.com:3131"}}}
+		for _, r := range []*labhookv1alpha1.LabResource{dnsVM, ipVM, url} {
+			Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		}
+		cases := []struct {
+			li   *labhookv1alpha1.LabInterface
+			want string
+		}{
+			{iface("term", labhookv1alpha1.InterfaceTerminal, "vm-dns", nil), "ssh://5108e970-labs.example.com:22"},
+			{iface("term-port", labhookv1alpha1.InterfaceTerminal, "vm-ip", ptr.To[int32](2022)), "ssh://32.17.144.2:2022"},
+			{iface("desk", labhookv1alpha1.InterfaceDesktop, "vm-dns", nil), "rdp://5108e970-labs.example.com:3389"},
+			{iface("web-vm", labhookv1alpha1.InterfaceWebPage, "vm-ip", ptr.To[int32](8080)), "http://32.17.144.2:8080"},
+			{iface("web-vm-tls", labhookv1alpha1.InterfaceWebPage, "vm-dns", ptr.To[int32](443)), "https://5108e970-labs.example.com:443"},
+			{iface("web-vm-default", labhookv1alpha1.InterfaceWebPage, "vm-dns", nil), "http://5108e970-labs.example.com:80"},
+			{iface("web-url", labhookv1alpha1.InterfaceWebPage, "web", nil), "https://my.webpage.com:3131"},
+		}
+		for _, c := range cases {
+			Expect(k8sClient.Create(ctx, c.li)).To(Succeed())
+		}
+		for _, c := range cases {
+			Eventually(endpoint(c.li)).Should(Equal(c.want), c.li.Name)
+		}
+
+		By("TERMINAL on a URL is not Ready and has no endpoint")
+		bad := iface("term-url", labhookv1alpha1.InterfaceTerminal, "web", nil)
+		Expect(k8sClient.Create(ctx, bad)).To(Succeed())
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), bad)).To(Succeed())
+			if c := meta.FindStatusCondition(bad.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil {
+				return c.Reason
+			}
+			return ""
+		}).Should(Equal(labhookv1alpha1.ReasonIncompatibleType))
+		Expect(bad.Status.Endpoint).To(BeEmpty())
+	})
+
+	It("is Ready once its resource is READY and its auth Secret exists, and is owned by the resource", func() {
+		lr := vm(ns, "r", "56ea830e")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		li := iface("ssh", labhookv1alpha1.InterfaceTerminal, "r", ptr.To[int32](2022))
+		li.Spec.Config.Authentication = &labhookv1alpha1.InterfaceAuthentication{Type: labhookv1alpha1.AuthKeypair,
+			SecretRef: labhookv1alpha1.LocalObjectReference{Name: "ssh-key"}}
+		Expect(k8sClient.Create(ctx, li)).To(Succeed())
+		setPhase(ctx, lr, labhookv1alpha1.PhaseReady)
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+			if c := meta.FindStatusCondition(li.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil {
+				return c.Reason
+			}
+			return ""
+		}).Should(Equal(labhookv1alpha1.ReasonAuthSecretNotFound))
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ssh-key"},
+			StringData: map[string]string{"key": "not-a-real-key"}})).To(Succeed())
+		Eventually(readyStatus(ctx, li)).Should(Equal(metav1.ConditionTrue))
+		Expect(li.OwnerReferences).To(ContainElement(HaveField("UID", lr.UID)))
+		Expect(li.Status.ResourceID).To(Equal("56ea830e"))
+
+		By("the resource stopping makes the interface not Ready")
+		setPhase(ctx, lr, labhookv1alpha1.PhaseStopped)
+		Eventually(readyStatus(ctx, li)).Should(Equal(metav1.ConditionFalse))
+	})
+
+	It("sends INTERFACE CREATED, UPDATED and DELETED with [resource id, interface name]", func() {
+		lr := vm(ns, "r", "25f377ac")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		li := iface("desk", labhookv1alpha1.InterfaceDesktop, "r", nil)
+		li.Spec.Config = &labhookv1alpha1.LabInterfaceConfig{Authentication: &labhookv1alpha1.InterfaceAuthentication{
+			Type: labhookv1alpha1.AuthGeneratedUsernamePassword, SecretRef: labhookv1alpha1.LocalObjectReference{Name: "creds"}}}
+		Expect(k8sClient.Create(ctx, li)).To(Succeed())
+		ids := []string{"25f377ac", "If desk"}
+		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{
+			{"RESOURCE", "CREATED", []string{"25f377ac"}}, {"INTERFACE", "CREATED", ids}}))
+		var c map[string]any
+		Expect(json.Unmarshal(producedMessages(ctx, ns)[1].Spec.Context.Raw, &c)).To(Succeed())
+		Expect(c["spec"]).To(Equal(map[string]any{"name": "If desk", "type": "DESKTOP", "region": "eu-west-1",
+			"resource_id": "25f377ac", "config": map[string]any{"authentication": map[string]any{"type": "generated_username_password"}}}))
+
+		update(ctx, li, func(li *labhookv1alpha1.LabInterface) { li.Spec.Region = "us-east-1" })
+		Eventually(summaries(ctx, ns)).Should(HaveLen(3))
+		Expect(summaries(ctx, ns)()[2]).To(Equal(messageSummary{"INTERFACE", "UPDATED", ids}))
+
+		Expect(k8sClient.Delete(ctx, li)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(HaveLen(4))
+		Expect(summaries(ctx, ns)()[3]).To(Equal(messageSummary{"INTERFACE", "DELETED", ids}))
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li))
+		}).Should(BeTrue())
+	})
+})
