@@ -1,7 +1,7 @@
 # labhook Makefile. Tools are pinned and installed with `go install` into ./bin.
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
-KUSTOMIZE_VERSION ?= v5.8.3
+KUSTOMIZE_VERSION ?= v5.8.2
 ENVTEST_K8S_VERSION ?= 1.37.2
 
 LOCALBIN ?= $(shell pwd)/bin
@@ -27,7 +27,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=labhook-manager crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	$(CONTROLLER_GEN) rbac:roleName=labhook-webhookserver paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/webhookserver
+	@if [ -d webhookserver ]; then set -x; $(CONTROLLER_GEN) rbac:roleName=labhook-webhookserver paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/webhookserver; fi
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.

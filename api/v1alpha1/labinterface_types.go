@@ -88,7 +88,7 @@ type LabInterfaceSpec struct {
 	// region from which labhook's platform connects, a cloud region code such
 	// as us-east-1 or eu-north-1.
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^[a-z]{2,}(-[a-z]+)+-[0-9]+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z]{2,}(-[a-z]+)+-[0-9]+$')",message="region must be a cloud region code such as us-east-1 or eu-north-1"
 	// +required
 	Region string `json:"region"`
 

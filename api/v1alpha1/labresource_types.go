@@ -64,7 +64,7 @@ type NetworkInterface struct {
 
 	// dns is the host name of the interface; preferred over publicIP for endpoints.
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$')",message="dns must be a host name such as labs.example.com"
 	// +optional
 	DNS string `json:"dns,omitempty"`
 }

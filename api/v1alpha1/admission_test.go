@@ -1,0 +1,351 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/api/wire"
+)
+
+const samplesDir = "../../config/samples"
+
+// object renders a labhook object of kind with the given spec, written as
+// YAML at column 0, the way a person would write it for kubectl apply.
+func object(kind, spec string) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: labhook.io/v1alpha1\nkind: " + kind + "\nspec:\n")
+	for _, line := range strings.Split(strings.TrimSpace(spec), "\n") {
+		b.WriteString("  " + line + "\n")
+	}
+	return b.String()
+}
+
+// fromYAML decodes one YAML object without the Go types in between, so a
+// test can send what the typed client never would (zero values, unknown
+// enum values, missing fields).
+func fromYAML(doc string) *unstructured.Unstructured {
+	m := map[string]any{}
+	Expect(yaml.Unmarshal([]byte(doc), &m)).To(Succeed(), doc)
+	return &unstructured.Unstructured{Object: m}
+}
+
+// Valid objects the bad ones below start from.
+const (
+	goodWebhookConfig = `url: https://training.example.com/webhooks/events`
+	goodVM            = `
+id: 25f377ac
+type: VM
+name: server`
+	goodURL = `
+id: acf1109b
+type: URL
+config:
+  address: https://my.webpage.com:3131`
+	goodInterface = `
+name: Server
+type: TERMINAL
+region: us-east-1
+resourceRef: {name: 25f377ac}`
+	goodMessage = `
+type: EVENT
+status: STARTED
+entityIDs: [daf24556]`
+)
+
+// badObject is an object the API server must refuse: either create (when
+// update is empty) or, after create succeeded, the update to update.
+type badObject struct {
+	create string
+	update string
+	want   string
+}
+
+// sentence joins words as "A, B or C", the way the catalogue's CEL
+// messages list statuses.
+func sentence(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// catalogueMessage is the admission message for a status that type t does
+// not take.
+func catalogueMessage(e wire.CatalogueEntry) string {
+	return "status must be " + sentence(e.Statuses) + " for type " + e.Type
+}
+
+var _ = Describe("Admission", func() {
+	var ns string
+	BeforeEach(func(ctx SpecContext) {
+		ns = newNamespace(ctx)
+	})
+
+	It("accepts every sample in config/samples", func(ctx SpecContext) {
+		decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+		files, err := filepath.Glob(filepath.Join(samplesDir, "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		created := map[string]int{}
+		for _, file := range files {
+			if filepath.Base(file) == "kustomization.yaml" {
+				continue
+			}
+			f, err := os.Open(file)
+			Expect(err).NotTo(HaveOccurred())
+			reader := utilyaml.NewYAMLReader(bufio.NewReader(f))
+			for {
+				doc, err := reader.Read()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				Expect(err).NotTo(HaveOccurred(), file)
+				if len(bytes.TrimSpace(doc)) == 0 {
+					continue
+				}
+				// Strict decoding: a field the Go types do not know is a
+				// mistake in the sample, not something to drop silently.
+				obj, gvk, err := decoder.Decode(doc, nil, nil)
+				Expect(err).NotTo(HaveOccurred(), "%s:\n%s", file, doc)
+				o := obj.(client.Object)
+				o.SetNamespace(ns)
+				Expect(k8sClient.Create(ctx, o)).To(Succeed(), "%s %s from %s", gvk.Kind, o.GetName(), file)
+				created[gvk.Kind]++
+			}
+			Expect(f.Close()).To(Succeed())
+		}
+		// The seeds' examples: one receiver, 4 resources, 5 interfaces with 2
+		// credential Secrets, and seed 001's message.
+		Expect(created).To(Equal(map[string]int{
+			"WebhookConfig": 1, "LabResource": 4, "LabInterface": 5, "Secret": 2, "OutgoingMessage": 1,
+		}))
+	})
+
+	DescribeTable("refuses a bad object with a message a person understands",
+		func(ctx SpecContext, c badObject) {
+			obj := fromYAML(c.create)
+			obj.SetNamespace(ns)
+			obj.SetGenerateName("bad-")
+			err := k8sClient.Create(ctx, obj)
+			if c.update != "" {
+				Expect(err).NotTo(HaveOccurred(), "the object before the bad update must be valid")
+				upd := fromYAML(c.update)
+				upd.SetNamespace(ns)
+				upd.SetName(obj.GetName())
+				upd.SetResourceVersion(obj.GetResourceVersion())
+				err = k8sClient.Update(ctx, upd)
+			}
+			Expect(err).To(HaveOccurred(), "the API server accepted it")
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(c.want))
+			GinkgoWriter.Println("refused:", err.Error())
+		},
+
+		// WebhookConfig
+		Entry("WebhookConfig url with another scheme",
+			badObject{create: object("WebhookConfig", `url: ftp://training.example.com/events`),
+				want: `spec.url: Invalid value: "ftp://training.example.com/events": url must start with https:// or http://`}),
+		Entry("WebhookConfig url without a host",
+			badObject{create: object("WebhookConfig", `url: https://`),
+				want: "url must be an absolute URL with a host, like https://example.com/webhooks"}),
+		Entry("WebhookConfig url that is not a URL",
+			badObject{create: object("WebhookConfig", `url: "https://exa mple.com/%zz"`),
+				want: "url must be an absolute URL with a host, like https://example.com/webhooks"}),
+		Entry("WebhookConfig url over 2048 characters",
+			badObject{create: object("WebhookConfig", "url: https://example.com/"+strings.Repeat("a", 2030)),
+				want: "spec.url: Too long: may not be more than 2048 bytes"}),
+		Entry("WebhookConfig without url",
+			badObject{create: object("WebhookConfig", `default: true`),
+				want: `spec.url: Required value`}),
+		Entry("WebhookConfig eventTypes outside the catalogue",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\neventTypes: [EVENT, ALERT]"),
+				want: `spec.eventTypes[1]: Unsupported value: "ALERT": supported values: "CLASS", "EVENT", "EVENT_WORKSPACE", "ONDEMAND_COURSE", "ONDEMAND_ENROLLMENT", "RESOURCE", "INTERFACE", "WEBHOOK_CONFIG"`}),
+		Entry("WebhookConfig timeoutSeconds of 0",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\ntimeoutSeconds: 0"),
+				want: "spec.timeoutSeconds: Invalid value: 0: spec.timeoutSeconds in body should be greater than or equal to 1"}),
+		Entry("WebhookConfig timeoutSeconds over 60",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\ntimeoutSeconds: 61"),
+				want: "spec.timeoutSeconds: Invalid value: 61: spec.timeoutSeconds in body should be less than or equal to 60"}),
+		Entry("WebhookConfig retry.maxAttempts of 0",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\nretry: {maxAttempts: 0}"),
+				want: "spec.retry.maxAttempts in body should be greater than or equal to 1"}),
+		Entry("WebhookConfig retry.maxAge that is not a duration",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\nretry: {maxAge: one day}"),
+				want: `spec.retry.maxAge in body must be of type duration: "one day"`}),
+		Entry("WebhookConfig signing and authorization in one Secret",
+			badObject{create: object("WebhookConfig", goodWebhookConfig+"\nsecretRef: {name: s}\nauthorizationSecretRef: {name: s, key: token}"),
+				want: "secretRef and authorizationSecretRef must name different Secrets"}),
+
+		// LabResource
+		Entry("LabResource with an unknown type",
+			badObject{create: object("LabResource", "id: a1\ntype: VMX"),
+				want: `spec.type: Unsupported value: "VMX": supported values: "VM", "URL"`}),
+		Entry("LabResource with an empty id",
+			badObject{create: object("LabResource", `id: ""`+"\ntype: VM"),
+				want: "spec.id: Invalid value: \"\": spec.id in body should be at least 1 chars long"}),
+		Entry("LabResource whose id changes",
+			badObject{create: object("LabResource", goodVM), update: object("LabResource", "id: 25f377ad\ntype: VM\nname: server"),
+				want: `spec.id: Invalid value: "25f377ad": id is immutable`}),
+		Entry("LabResource whose type changes",
+			badObject{create: object("LabResource", goodVM), update: object("LabResource", "id: 25f377ac\ntype: URL\nconfig: {address: https://my.webpage.com}"),
+				want: `spec.type: Invalid value: "URL": type is immutable`}),
+		Entry("LabResource of type URL without an address",
+			badObject{create: object("LabResource", "id: acf1109b\ntype: URL"),
+				want: "config.address is required when type is URL"}),
+		Entry("LabResource of type URL with network interfaces",
+			badObject{create: object("LabResource", goodURL+"\n  networkInterfaces: [{publicIP: 32.17.144.2}]"),
+				want: "config.networkInterfaces is only allowed when type is VM"}),
+		Entry("LabResource of type VM with an address",
+			badObject{create: object("LabResource", goodVM+"\nconfig: {address: https://my.webpage.com}"),
+				want: "config.address is only allowed when type is URL"}),
+		Entry("LabResource address that is not an http(s) URL",
+			badObject{create: object("LabResource", "id: acf1109b\ntype: URL\nconfig: {address: ftp://my.webpage.com}"),
+				want: "address must be an absolute http:// or https:// URL"}),
+		Entry("LabResource publicIP that is not an IP address",
+			badObject{create: object("LabResource", goodVM+"\nconfig: {networkInterfaces: [{publicIP: 32.17.144}]}"),
+				want: "publicIP must be an IPv4 or IPv6 address"}),
+		Entry("LabResource privateIP that is not an IP address",
+			badObject{create: object("LabResource", goodVM+"\nconfig: {networkInterfaces: [{privateIP: 10.0.0.256}]}"),
+				want: "privateIP must be an IPv4 or IPv6 address"}),
+		Entry("LabResource dns that is not a host name",
+			badObject{create: object("LabResource", goodVM+"\nconfig: {networkInterfaces: [{dns: 'labs_1.example.com!'}]}"),
+				want: "dns must be a host name such as labs.example.com"}),
+		Entry("LabResource whose restartRequestedAt is removed",
+			badObject{create: object("LabResource", goodVM+"\nrestartRequestedAt: '2026-11-25T06:00:00Z'"), update: object("LabResource", goodVM),
+				want: "restartRequestedAt cannot be removed once set; set a new time to restart again"}),
+		Entry("LabResource whose replaceRequestedAt is removed",
+			badObject{create: object("LabResource", goodVM+"\nreplaceRequestedAt: '2026-11-25T06:00:00Z'"), update: object("LabResource", goodVM),
+				want: "replaceRequestedAt cannot be removed once set; set a new time to replace again"}),
+
+		// LabInterface
+		Entry("LabInterface with an unknown type",
+			badObject{create: object("LabInterface", "name: Server\ntype: SSH\nregion: us-east-1\nresourceRef: {name: a1}"),
+				want: `spec.type: Unsupported value: "SSH": supported values: "TERMINAL", "DESKTOP", "WEB_PAGE"`}),
+		Entry("LabInterface region that is not a region code",
+			badObject{create: object("LabInterface", "name: Server\ntype: TERMINAL\nregion: US East\nresourceRef: {name: a1}"),
+				want: "region must be a cloud region code such as us-east-1 or eu-north-1"}),
+		Entry("LabInterface port 0",
+			badObject{create: object("LabInterface", goodInterface+"\nconfig: {port: 0}"),
+				want: "spec.config.port: Invalid value: 0: spec.config.port in body should be greater than or equal to 1"}),
+		Entry("LabInterface port over 65535",
+			badObject{create: object("LabInterface", goodInterface+"\nconfig: {port: 65536}"),
+				want: "spec.config.port: Invalid value: 65536: spec.config.port in body should be less than or equal to 65535"}),
+		Entry("LabInterface WEB_PAGE with authentication",
+			badObject{create: object("LabInterface", "name: Hosted Service\ntype: WEB_PAGE\nregion: eu-north-1\nresourceRef: {name: acf1109b}\nconfig: {authentication: {type: keypair, secretRef: {name: k}}}"),
+				want: "config.authentication is only allowed for TERMINAL and DESKTOP interfaces"}),
+		Entry("LabInterface with an unknown authentication type",
+			badObject{create: object("LabInterface", goodInterface+"\nconfig: {authentication: {type: password, secretRef: {name: k}}}"),
+				want: `spec.config.authentication.type: Unsupported value: "password": supported values: "keypair", "generated_username_password"`}),
+		Entry("LabInterface whose resourceRef changes",
+			badObject{create: object("LabInterface", goodInterface), update: object("LabInterface", "name: Server\ntype: TERMINAL\nregion: us-east-1\nresourceRef: {name: 56ea830e}"),
+				want: "resourceRef is immutable"}),
+
+		// OutgoingMessage
+		Entry("OutgoingMessage with a status its type does not take",
+			badObject{create: object("OutgoingMessage", "type: EVENT\nstatus: CREATED\nentityIDs: [daf24556]"),
+				want: "spec: Invalid value: status must be STARTED, ENDED or EXTENDED for type EVENT"}),
+		Entry("OutgoingMessage with a type outside the catalogue",
+			badObject{create: object("OutgoingMessage", "type: ALERT\nstatus: CREATED\nentityIDs: [daf24556]"),
+				want: `spec.type: Unsupported value: "ALERT"`}),
+		Entry("OutgoingMessage without entityIDs",
+			badObject{create: object("OutgoingMessage", "type: EVENT\nstatus: STARTED\nentityIDs: []"),
+				want: "spec.entityIDs: Invalid value: 0: spec.entityIDs in body should have at least 1 items"}),
+		Entry("OutgoingMessage with an empty entity id",
+			badObject{create: object("OutgoingMessage", "type: EVENT\nstatus: STARTED\nentityIDs: ['']"),
+				want: "spec.entityIDs[0] in body should be at least 1 chars long"}),
+		Entry("OutgoingMessage whose spec changes",
+			badObject{create: object("OutgoingMessage", goodMessage), update: object("OutgoingMessage", "type: EVENT\nstatus: ENDED\nentityIDs: [daf24556]"),
+				want: "spec is immutable: create a new OutgoingMessage instead"}),
+	)
+
+	It("accepts an OutgoingMessage iff wire.ValidStatus accepts its type and status", func(ctx SpecContext) {
+		var statuses []string
+		seen := map[string]bool{}
+		for _, e := range wire.Catalogue {
+			for _, s := range e.Statuses {
+				if !seen[s] {
+					seen[s] = true
+					statuses = append(statuses, s)
+				}
+			}
+		}
+		for _, e := range wire.Catalogue {
+			for _, s := range statuses {
+				om := &labhookv1alpha1.OutgoingMessage{
+					ObjectMeta: metav1.ObjectMeta{GenerateName: "catalogue-", Namespace: ns},
+					Spec: labhookv1alpha1.OutgoingMessageSpec{
+						Type: labhookv1alpha1.MessageType(e.Type), Status: s, EntityIDs: []string{"daf24556"},
+					},
+				}
+				err := k8sClient.Create(ctx, om)
+				if wire.ValidStatus(e.Type, s) {
+					Expect(err).NotTo(HaveOccurred(), "%s %s is in wire.Catalogue but the CRD refuses it", e.Type, s)
+					continue
+				}
+				Expect(err).To(HaveOccurred(), "%s %s is not in wire.Catalogue but the CRD accepts it", e.Type, s)
+				Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s %s: %v", e.Type, s, err)
+				Expect(err.Error()).To(ContainSubstring(catalogueMessage(e)))
+			}
+		}
+	})
+
+	It("offers exactly wire.Catalogue's types, for messages and for WebhookConfig eventTypes", func(ctx SpecContext) {
+		var want []string
+		for _, e := range wire.Catalogue {
+			want = append(want, e.Type)
+		}
+		enum := func(crdName string, path ...string) []string {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: crdName}, crd)).To(Succeed())
+			props := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+			for _, p := range path {
+				if p == "[]" {
+					props = *props.Items.Schema
+					continue
+				}
+				props = props.Properties[p]
+			}
+			var got []string
+			for _, v := range props.Enum {
+				var s string
+				Expect(yaml.Unmarshal(v.Raw, &s)).To(Succeed())
+				got = append(got, s)
+			}
+			return got
+		}
+		Expect(enum("outgoingmessages.labhook.io", "type")).To(Equal(want))
+		Expect(enum("webhookconfigs.labhook.io", "eventTypes", "[]")).To(Equal(want))
+	})
+})
