@@ -1,0 +1,325 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/api/wire"
+	"github.com/labhook/labhook/test/internal/process"
+	"github.com/labhook/labhook/test/internal/recorder"
+)
+
+// outgoing measures LabResource spec changes delivered per second by the
+// manager to a loopback receiver, against a plain loop doing the same API
+// writes (patch the LabResource, create an OutgoingMessage, write its
+// status) and the same signed POSTs. The baseline runs first, while no
+// manager is running, so the two never share the API server.
+func outgoing(ctx context.Context, b *bench) ([]result, error) {
+	res := result{name: "outgoing", unit: "changes/s", target: 0.7, value: math.NaN(), baseline: math.NaN()}
+	secret, err := wire.GenerateSecret()
+	if err != nil {
+		return []result{res}, err
+	}
+	rec, err := recorder.Start(secret)
+	if err != nil {
+		return []result{res}, err
+	}
+	defer rec.Close()
+	n := b.changes
+
+	// Baseline.
+	const baseNS = "bench-outgoing-baseline"
+	if err := b.cl.Namespace(ctx, baseNS); err != nil {
+		return []result{res}, err
+	}
+	baseLRs, err := createResources(ctx, b, baseNS, n)
+	if err != nil {
+		return []result{res}, err
+	}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: b.concurrency * 2}}
+	logf("outgoing baseline: %d changes, %d clients", n, b.concurrency)
+	base := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
+		return changeAndDeliverPlain(ctx, b.cl.Client, hc, rec.URL, secret, baseLRs[seq-1])
+	})
+	res.baseline = base.rate()
+	logf("outgoing baseline: %d changes (%d failed) in %s = %.1f changes/s", base.ok, base.failed, base.elapsed.Round(time.Millisecond), res.baseline)
+	if base.firstErr != nil {
+		logf("outgoing baseline: first error: %v", base.firstErr)
+	}
+	cleanupNamespace(ctx, b.cl.Client, baseNS)
+
+	// labhook.
+	if _, err := b.binary("manager"); err != nil {
+		res.note = fmt.Sprintf("manager not measurable: %v", err)
+		return []result{res}, nil
+	}
+	const ns = "bench-outgoing"
+	if err := b.cl.Namespace(ctx, ns); err != nil {
+		return []result{res}, err
+	}
+	if err := b.cl.WebhookConfig(ctx, ns, "bench", rec.URL, secret); err != nil {
+		return []result{res}, err
+	}
+	mgr, err := startManager(b, "manager-outgoing")
+	if err != nil {
+		res.note = err.Error()
+		return []result{res}, err
+	}
+	defer mgr.Stop(15 * time.Second)
+	if err := waitValid(ctx, b, ns, "bench"); err != nil {
+		res.note = err.Error()
+		return []result{res}, nil
+	}
+	lrs, err := createResources(ctx, b, ns, n)
+	if err != nil {
+		return []result{res}, err
+	}
+	ids := make([]string, n)
+	for i, lr := range lrs {
+		ids[i] = lr.Spec.ID
+	}
+	if !rec.WaitFor(90*time.Second, func() bool { return countFor(rec, ids, wire.StatusCreated, time.Time{}) >= n }) {
+		res.note = fmt.Sprintf("only %d of %d RESOURCE CREATED messages arrived within 90s", countFor(rec, ids, wire.StatusCreated, time.Time{}), n)
+		return []result{res}, nil
+	}
+
+	logf("outgoing labhook: %d changes, %d clients", n, b.concurrency)
+	start := time.Now()
+	lh := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
+		return patchName(ctx, b.cl.Client, lrs[seq-1], "throughput")
+	})
+	if lh.firstErr != nil {
+		logf("outgoing labhook: first error: %v", lh.firstErr)
+	}
+	if !rec.WaitFor(120*time.Second, func() bool { return countFor(rec, ids, wire.StatusUpdated, start) >= lh.ok }) {
+		got := countFor(rec, ids, wire.StatusUpdated, start)
+		res.note = fmt.Sprintf("only %d of %d RESOURCE UPDATED messages arrived within 120s", got, lh.ok)
+		return []result{res}, nil
+	}
+	elapsed := lastArrival(rec, ids, wire.StatusUpdated, start).Sub(start)
+	res.value = float64(lh.ok) / elapsed.Seconds()
+	logf("outgoing labhook: %d changes delivered in %s = %.1f changes/s", lh.ok, elapsed.Round(time.Millisecond), res.value)
+
+	// Latency at a steady 100 changes/s, from just before the spec change is
+	// written to the receiver's arrival.
+	lat, missing := steadyLatency(ctx, b, rec, lrs, 100, 5*time.Second)
+	res.note = fmt.Sprintf("spec change to POST at 100 changes/s: %s", lat)
+	if missing > 0 {
+		res.note += fmt.Sprintf(" (%d changes not delivered within 60s)", missing)
+	}
+	_, dups := rec.Counts()
+	res.note += fmt.Sprintf("; duplicates %d, bad signatures %d; %d changes, concurrency %d", dups, rec.BadSignatures(), n, b.concurrency)
+	return []result{res}, nil
+}
+
+func startManager(b *bench, name string) (*process.Process, error) {
+	bin, err := b.binary("manager")
+	if err != nil {
+		return nil, err
+	}
+	probe, _ := process.FreeAddr()
+	p, err := process.Start(name, bin, []string{
+		"--kubeconfig=" + b.cl.Kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=" + probe,
+		"--allow-http", "--allowed-target-cidrs=127.0.0.0/8", "--kube-api-qps=5000", "--kube-api-burst=10000",
+	}, []string{"KUBECONFIG=" + b.cl.Kubeconfig}, b.logPath(name))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitHTTP("http://"+probe+"/readyz", 60*time.Second); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, fmt.Errorf("manager did not become ready: %w", err)
+	}
+	return p, nil
+}
+
+func waitValid(ctx context.Context, b *bench, ns, name string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var state labhookv1alpha1.WebhookConfigState
+	for time.Now().Before(deadline) {
+		state, _ = b.cl.WebhookConfigState(ctx, ns, name)
+		if state == labhookv1alpha1.StateValid {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("WebhookConfig %s/%s is %q after 30s, not valid", ns, name, state)
+}
+
+// createResources creates n VM LabResources from concurrent clients.
+func createResources(ctx context.Context, b *bench, ns string, n int) ([]*labhookv1alpha1.LabResource, error) {
+	lrs := make([]*labhookv1alpha1.LabResource, n)
+	l := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
+		id := fmt.Sprintf("%s-%06d", ns, seq)
+		lr := &labhookv1alpha1.LabResource{
+			ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: ns},
+			Spec: labhookv1alpha1.LabResourceSpec{ID: id, Type: labhookv1alpha1.ResourceTypeVM, Name: "server",
+				Config: &labhookv1alpha1.LabResourceConfig{NetworkInterfaces: []labhookv1alpha1.NetworkInterface{{PublicIP: "32.17.144.2", PrivateIP: "10.0.0.6"}}}},
+		}
+		lrs[seq-1] = lr
+		return b.cl.Client.Create(ctx, lr)
+	})
+	if l.firstErr != nil {
+		return nil, fmt.Errorf("create %d LabResources: %w", n, l.firstErr)
+	}
+	return lrs, nil
+}
+
+// patchName changes spec.name with a merge patch (no resourceVersion, so
+// the manager's concurrent status writes cannot make it conflict).
+func patchName(ctx context.Context, c client.Client, lr *labhookv1alpha1.LabResource, name string) error {
+	patch := []byte(fmt.Sprintf(`{"spec":{"name":%q}}`, name))
+	return c.Patch(ctx, lr, client.RawPatch("application/merge-patch+json", patch))
+}
+
+// changeAndDeliverPlain is the baseline: what labhook does per change, done
+// by hand with no controller, no queue and no cache.
+func changeAndDeliverPlain(ctx context.Context, c client.Client, hc *http.Client, url, secret string, lr *labhookv1alpha1.LabResource) error {
+	if err := patchName(ctx, c, lr, "throughput"); err != nil {
+		return err
+	}
+	spec, _ := json.Marshal(lr.Spec)
+	ctxJSON, _ := json.Marshal(map[string]any{"namespace": lr.Namespace, "name": lr.Name, "generation": lr.Generation, "spec": json.RawMessage(spec)})
+	om := &labhookv1alpha1.OutgoingMessage{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d-updated", lr.Name, lr.Generation), Namespace: lr.Namespace},
+		Spec: labhookv1alpha1.OutgoingMessageSpec{Type: wire.TypeResource, Status: wire.StatusUpdated, EntityIDs: []string{lr.Spec.ID}},
+	}
+	if err := c.Create(ctx, om); err != nil {
+		return err
+	}
+	body, err := wire.OutgoingMessage{
+		MessageID: om.Name, Type: wire.TypeResource, Status: wire.StatusUpdated, EntityIDs: []string{lr.Spec.ID},
+		Timestamp: wire.FormatTimestamp(om.CreationTimestamp.Time), Context: ctxJSON,
+	}.Marshal()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	sig, err := wire.Sign([]string{secret}, om.Name, now, body)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("webhook-id", om.Name)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", sig)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("receiver answered %d", resp.StatusCode)
+	}
+	om.Status.Phase = labhookv1alpha1.MessageDelivered
+	om.Status.Attempts = 1
+	om.Status.DeliveredTime = &metav1.Time{Time: time.Now()}
+	return c.Status().Update(ctx, om)
+}
+
+// countFor counts arrivals of RESOURCE <status> for ids after since.
+func countFor(rec *recorder.Recorder, ids []string, status string, since time.Time) int {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	for _, a := range rec.Arrivals() {
+		m := a.Message
+		if m.Type == wire.TypeResource && m.Status == status && a.At.After(since) && len(m.EntityIDs) > 0 && want[m.EntityIDs[0]] {
+			seen[m.MessageID] = true
+		}
+	}
+	return len(seen)
+}
+
+func lastArrival(rec *recorder.Recorder, ids []string, status string, since time.Time) time.Time {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var last time.Time
+	for _, a := range rec.Arrivals() {
+		m := a.Message
+		if m.Type == wire.TypeResource && m.Status == status && a.At.After(since) && len(m.EntityIDs) > 0 && want[m.EntityIDs[0]] && a.At.After(last) {
+			last = a.At
+		}
+	}
+	return last
+}
+
+// steadyLatency changes one LabResource every 1/rate seconds for d and
+// returns the latencies from each change to its message's arrival.
+func steadyLatency(ctx context.Context, b *bench, rec *recorder.Recorder, lrs []*labhookv1alpha1.LabResource, rate int, d time.Duration) (latencies, int) {
+	count := min(int(d.Seconds())*rate, len(lrs))
+	logf("outgoing latency: %d changes at %d/s", count, rate)
+	start := time.Now()
+	sent := make(map[string]time.Time, count)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	for i := 0; i < count; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func(lr *labhookv1alpha1.LabResource) {
+			defer wg.Done()
+			t := time.Now()
+			if err := patchName(ctx, b.cl.Client, lr, "latency"); err != nil {
+				return
+			}
+			mu.Lock()
+			sent[lr.Spec.ID] = t
+			mu.Unlock()
+		}(lrs[i])
+	}
+	tick.Stop()
+	wg.Wait()
+	ids := make([]string, 0, len(sent))
+	for id := range sent {
+		ids = append(ids, id)
+	}
+	rec.WaitFor(60*time.Second, func() bool { return countFor(rec, ids, wire.StatusUpdated, start) >= len(ids) })
+	var lat latencies
+	got := map[string]bool{}
+	for _, a := range rec.Arrivals() {
+		m := a.Message
+		if m.Type != wire.TypeResource || m.Status != wire.StatusUpdated || !a.At.After(start) || len(m.EntityIDs) == 0 {
+			continue
+		}
+		t, ok := sent[m.EntityIDs[0]]
+		if !ok || got[m.EntityIDs[0]] {
+			continue
+		}
+		got[m.EntityIDs[0]] = true
+		lat = append(lat, a.At.Sub(t))
+	}
+	return lat, len(sent) - len(got)
+}
