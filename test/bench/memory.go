@@ -74,7 +74,7 @@ func memory(ctx context.Context, b *bench) ([]result, error) {
 		default:
 			om := &labhookv1alpha1.OutgoingMessage{
 				ObjectMeta: metav1.ObjectMeta{Name: "mem-msg-" + id, Namespace: ns},
-				Spec: labhookv1alpha1.OutgoingMessageSpec{Type: wire.TypeEvent, Status: "STARTED", EntityIDs: []string{id}},
+				Spec:       labhookv1alpha1.OutgoingMessageSpec{Type: wire.TypeEvent, Status: "STARTED", EntityIDs: []string{id}},
 			}
 			return b.cl.Client.Create(ctx, om)
 		}
@@ -107,14 +107,22 @@ func managerRSS(ctx context.Context, b *bench, ns string, n int, res *result) er
 	defer mgr.Stop(15 * time.Second)
 	// Synced: every object has been reconciled once (observedGeneration on
 	// resources and interfaces, a phase on messages), or 4 minutes passed.
-	var lr, li, om int
+	// Stop waiting when nothing moved for 20s: what is left is what this
+	// tree's manager does not reconcile (yet), which the note reports.
+	var lr, li, om, stalled int
 	deadline := time.Now().Add(4 * time.Minute)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && stalled < 4 {
+		plr, pli, pom := lr, li, om
 		lr, li, om = reconciled(ctx, b.cl.Client, ns)
 		rss, _, _ := process.RSS(mgr.PID())
 		logf("memory: manager reconciled %d/%d resources, %d/%d interfaces, %d/%d messages; RSS %.1f MiB", lr, n, li, n, om, n, float64(rss)/mib)
 		if lr >= n && li >= n && om >= n {
 			break
+		}
+		if lr == plr && li == pli && om == pom {
+			stalled++
+		} else {
+			stalled = 0
 		}
 		time.Sleep(5 * time.Second)
 	}

@@ -208,7 +208,7 @@ func changeAndDeliverPlain(ctx context.Context, c client.Client, hc *http.Client
 	ctxJSON, _ := json.Marshal(map[string]any{"namespace": lr.Namespace, "name": lr.Name, "generation": lr.Generation, "spec": json.RawMessage(spec)})
 	om := &labhookv1alpha1.OutgoingMessage{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d-updated", lr.Name, lr.Generation), Namespace: lr.Namespace},
-		Spec: labhookv1alpha1.OutgoingMessageSpec{Type: wire.TypeResource, Status: wire.StatusUpdated, EntityIDs: []string{lr.Spec.ID}},
+		Spec:       labhookv1alpha1.OutgoingMessageSpec{Type: wire.TypeResource, Status: wire.StatusUpdated, EntityIDs: []string{lr.Spec.ID}},
 	}
 	if err := c.Create(ctx, om); err != nil {
 		return err
