@@ -29,8 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
-	"github.com/labhook/labhook/test/internal/process"
 	"github.com/labhook/labhook/test/internal/seedmsg"
+	"github.com/labhook/labhook/test/internal/stack"
 )
 
 const incomingPath = "/api/v1/webhooks/events/incoming"
@@ -68,22 +68,15 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 	if err != nil {
 		return []result{res}, err
 	}
-	addr, _ := process.FreeAddr()
-	maddr, _ := process.FreeAddr()
-	ws, err := process.Start("webhookserver", bin, []string{
-		"--kubeconfig=" + b.cl.Kubeconfig, "--bind-address=" + addr, "--metrics-bind-address=" + maddr,
-		"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000",
-	}, []string{"KUBECONFIG=" + b.cl.Kubeconfig}, b.logPath("webhookserver-incoming"))
+	ws, wsURL, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-incoming"),
+		"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000")
 	if err != nil {
+		res.note = err.Error()
 		return []result{res}, err
 	}
 	defer ws.Stop(10 * time.Second)
-	if err := ws.WaitHTTP("http://"+addr+"/readyz", 60*time.Second); err != nil {
-		res.note = fmt.Sprintf("webhookserver did not become ready: %v", err)
-		return []result{res}, err
-	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: b.concurrency * 2}}
-	url := "http://" + addr + incomingPath
+	url := wsURL + incomingPath
 	post := func(ctx context.Context, seq int) error {
 		m := ex.Fresh("wh", seq)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(m.Body))

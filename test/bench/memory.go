@@ -29,6 +29,7 @@ import (
 	"github.com/labhook/labhook/api/wire"
 	"github.com/labhook/labhook/internal/echo"
 	"github.com/labhook/labhook/test/internal/process"
+	"github.com/labhook/labhook/test/internal/stack"
 )
 
 const mib = 1 << 20
@@ -174,18 +175,11 @@ func reconciled(ctx context.Context, c client.Client, ns string) (lr, li, om int
 
 func webhookserverRSS(b *bench, res *result) error {
 	bin, _ := b.binary("webhookserver")
-	addr, _ := process.FreeAddr()
-	maddr, _ := process.FreeAddr()
-	ws, err := process.Start("webhookserver", bin, []string{
-		"--kubeconfig=" + b.cl.Kubeconfig, "--bind-address=" + addr, "--metrics-bind-address=" + maddr,
-	}, []string{"KUBECONFIG=" + b.cl.Kubeconfig}, b.logPath("webhookserver-memory"))
+	ws, _, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-memory"))
 	if err != nil {
 		return err
 	}
 	defer ws.Stop(10 * time.Second)
-	if err := ws.WaitHTTP("http://"+addr+"/readyz", 60*time.Second); err != nil {
-		return err
-	}
 	time.Sleep(3 * time.Second)
 	rss, peak, err := process.RSS(ws.PID())
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/labhook/labhook/api/wire"
 	"github.com/labhook/labhook/test/internal/process"
 	"github.com/labhook/labhook/test/internal/recorder"
+	"github.com/labhook/labhook/test/internal/stack"
 )
 
 // outgoing measures LabResource spec changes delivered per second by the
@@ -144,19 +145,7 @@ func startManager(b *bench, name string) (*process.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	probe, _ := process.FreeAddr()
-	p, err := process.Start(name, bin, []string{
-		"--kubeconfig=" + b.cl.Kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=" + probe,
-		"--allow-http", "--allowed-target-cidrs=127.0.0.0/8", "--kube-api-qps=5000", "--kube-api-burst=10000",
-	}, []string{"KUBECONFIG=" + b.cl.Kubeconfig}, b.logPath(name))
-	if err != nil {
-		return nil, err
-	}
-	if err := p.WaitHTTP("http://"+probe+"/readyz", 60*time.Second); err != nil {
-		p.Stop(5 * time.Second)
-		return nil, fmt.Errorf("manager did not become ready: %w", err)
-	}
-	return p, nil
+	return stack.Manager(bin, b.cl.Kubeconfig, b.logPath(name))
 }
 
 func waitValid(ctx context.Context, b *bench, ns, name string) error {
