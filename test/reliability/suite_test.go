@@ -1,0 +1,107 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package reliability checks SPEC §6 with real processes: the manager and
+// webhookserver binaries, built with go build, run against a local control
+// plane and deliver to a loopback receiver on 127.0.0.1. It kills them with
+// SIGKILL, runs two of them with leader election, takes the receiver down
+// and bursts past the rate limit, and counts what was lost or duplicated.
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/labhook/labhook/test/internal/cluster"
+	"github.com/labhook/labhook/test/internal/process"
+)
+
+var (
+	root, tmp string
+	cl        *cluster.Cluster
+	binaries  = map[string]string{}
+	missing   = map[string]error{}
+	nsCounter atomic.Int64
+)
+
+func TestReliability(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Reliability suite")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	var err error
+	root, err = cluster.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	tmp, err = os.MkdirTemp("", "labhook-reliability-")
+	Expect(err).NotTo(HaveOccurred())
+	for _, name := range []string{"manager", "webhookserver"} {
+		p, err := process.Build(ctx, root, tmp, name)
+		if errors.Is(err, process.ErrNotBuilt) {
+			missing[name] = err
+			continue
+		}
+		Expect(err).NotTo(HaveOccurred())
+		binaries[name] = p
+	}
+	cl, err = cluster.Start(tmp)
+	Expect(err).NotTo(HaveOccurred())
+	GinkgoWriter.Printf("logs and kubeconfig in %s\n", tmp)
+}, NodeTimeout(5*time.Minute))
+
+var _ = AfterSuite(func() {
+	if cl != nil {
+		Expect(cl.Stop()).To(Succeed())
+	}
+	if !CurrentSpecReport().Failed() {
+		_ = os.RemoveAll(tmp)
+	}
+})
+
+// binary returns a built labhook binary or skips the spec with the reason.
+func binary(name string) string {
+	p, ok := binaries[name]
+	if !ok {
+		Skip(fmt.Sprintf("cmd/%s is not in this tree yet: %v", name, missing[name]))
+	}
+	return p
+}
+
+// newNamespace creates a fresh organisation for one spec.
+func newNamespace(ctx context.Context, prefix string) string {
+	ns := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
+	Expect(cl.Namespace(ctx, ns)).To(Succeed())
+	return ns
+}
+
+func logPath(name string) string { return filepath.Join(tmp, name+".log") }
+
+// report prints a figure both to the test output and to the summary that
+// test/README-performance.md quotes.
+func report(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	GinkgoWriter.Println("RELIABILITY " + line)
+	AddReportEntry(line)
+}
