@@ -207,13 +207,19 @@ func (p *Process) Kill() {
 
 // Stop sends SIGTERM to the child's process group and waits up to grace
 // before killing it.
-func (p *Process) Stop(grace time.Duration) {
+func (p *Process) Stop(grace time.Duration) { p.signal(syscall.SIGTERM, grace) }
+
+// Interrupt sends SIGINT (what Ctrl-C sends) to the child's process group
+// and waits up to grace before killing it.
+func (p *Process) Interrupt(grace time.Duration) { p.signal(syscall.SIGINT, grace) }
+
+func (p *Process) signal(sig syscall.Signal, grace time.Duration) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
