@@ -68,8 +68,8 @@ type LabInterfaceReconciler struct {
 	client.Client
 }
 
-// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/finalizers,verbs=update
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
@@ -106,7 +106,7 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if readyErr == nil {
 		produceErr = r.produce(ctx, li)
 	}
-	return ctrl.Result{}, errors.Join(readyErr, produceErr, patchStatus(ctx, r.Client, orig, li, orig.Status, li.Status))
+	return ctrl.Result{}, errors.Join(readyErr, produceErr, patchProducerStatus(ctx, r.Client, orig, li, orig.Status, li.Status))
 }
 
 // ensureMetadata adds the finalizer and, once the resource exists, the

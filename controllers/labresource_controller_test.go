@@ -240,7 +240,9 @@ var _ = Describe("LabResource producer", func() {
 		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{{"RESOURCE", "UPDATED", []string{"acf1109b"}}}))
 
 		By("a deletion the backend asked for")
-		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = "src-3" })
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) {
+			lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = "src-3"
+		})
 		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
