@@ -31,6 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -282,6 +283,7 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceAuthSecret)), builder.OnlyMetadata).
 		Named("labinterface").
+		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
 }
 

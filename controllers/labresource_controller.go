@@ -27,12 +27,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/api/wire"
 	"github.com/labhook/labhook/internal/echo"
 )
+
+// labWorkers is the number of LabResource (and LabInterface) reconciles in
+// flight: each one waits on an API round trip or two, so a handful keeps a
+// burst of spec changes from queueing behind one another. Reconciles of one
+// object never overlap (the workqueue guarantees it).
+const labWorkers = 8
 
 // LabResourceReconciler keeps a LabResource's Ready condition in line with
 // the phase the backend reports, and turns every spec change into a RESOURCE
@@ -221,5 +228,6 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labhookv1alpha1.LabResource{}).
 		Named("labresource").
+		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
 }

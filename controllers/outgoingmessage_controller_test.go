@@ -188,6 +188,17 @@ func counterValue(name, label, value string) float64 {
 	return total
 }
 
+func gaugeValue(name string) float64 {
+	mfs, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
 func hasLabel(m *dto.Metric, name, value string) bool {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name && l.GetValue() == value {
@@ -474,6 +485,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		for i := range 3 {
 			Expect(phaseOf(ctx, ns, fmt.Sprintf("m%d", i))()).To(Equal(labhookv1alpha1.MessagePending))
 		}
+		Eventually(func() float64 { return gaugeValue("labhook_messages_pending") }).Should(BeNumerically("==", 3))
 	})
 
 	It("loses no message when the manager stops in the middle of delivering", func() {
