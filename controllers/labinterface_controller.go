@@ -149,7 +149,9 @@ func (r *LabInterfaceReconciler) produce(ctx context.Context, li *labhookv1alpha
 		if err != nil {
 			return err
 		}
-		st.LastMessage = ref
+		if ref != nil {
+			st.LastMessage = ref
+		}
 	}
 	st.ObservedGeneration = li.Generation
 	return nil

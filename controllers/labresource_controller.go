@@ -96,7 +96,9 @@ func (r *LabResourceReconciler) produce(ctx context.Context, lr *labhookv1alpha1
 		if err != nil {
 			return err
 		}
-		st.LastMessage = ref
+		if ref != nil {
+			st.LastMessage = ref
+		}
 		return nil
 	}
 	switch {
