@@ -574,7 +574,7 @@ func (r *OutgoingMessageReconciler) rollup(ctx context.Context, whc *labhookv1al
 		return
 	}
 	if !ok && failing && d.LastFailureTime != nil && at.Sub(d.LastFailureTime.Time) < r.rollupInterval() &&
-		at.Sub(d.FailingSince.Time) < r.Opts.InvalidateAfter {
+		(whc.Status.State != labhookv1alpha1.StateValid || at.Sub(failingSince(whc, *d)) < r.Opts.InvalidateAfter) {
 		return
 	}
 	r.rollups.Store(key, rollupMark{at: at, ok: ok})
@@ -596,23 +596,52 @@ func (r *OutgoingMessageReconciler) rollup(ctx context.Context, whc *labhookv1al
 	}
 	whc.Status.Deliveries = &stats
 	opts := []client.MergeFromOption{}
-	if !ok && whc.Status.State == labhookv1alpha1.StateValid && at.Sub(stats.FailingSince.Time) >= r.Opts.InvalidateAfter {
+	invalidated := !ok && r.invalidate(whc, stats, at, errMsg)
+	if invalidated {
 		// Conditions are a list, which a merge patch replaces whole: lock on
 		// the resourceVersion so the WebhookConfig controller's own write is
 		// never overwritten.
 		opts = append(opts, client.MergeFromWithOptimisticLock{})
-		whc.Status.State = labhookv1alpha1.StateInvalid
-		meta.SetStatusCondition(&whc.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
-			Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonDeliveryFailing, ObservedGeneration: whc.Generation,
-			Message: fmt.Sprintf("deliveries have failed since %s: %s", stats.FailingSince.UTC().Format(time.RFC3339), errMsg)})
-		r.Recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonDeliveryFailing, "Invalidate",
-			"deliveries have failed for more than %s; the config is invalid until a test passes", r.Opts.InvalidateAfter)
 	}
 	if err := r.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, opts...)); err != nil {
 		// Stats are best effort: the next transition writes them again.
 		r.rollups.Delete(key)
 		log.FromContext(ctx).Info("could not record delivery stats", "webhookConfig", whc.Name, "error", err.Error())
+		return
 	}
+	if invalidated {
+		r.Recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonDeliveryFailing, "Invalidate",
+			"deliveries have failed for more than %s; the config is invalid until a test passes", r.Opts.InvalidateAfter)
+	}
+}
+
+// invalidate turns a valid whc invalid when its deliveries have failed for
+// InvalidateAfter, and reports whether it did.
+func (r *OutgoingMessageReconciler) invalidate(whc *labhookv1alpha1.WebhookConfig, stats labhookv1alpha1.DeliveryStats, at time.Time, errMsg string) bool {
+	since := failingSince(whc, stats)
+	if whc.Status.State != labhookv1alpha1.StateValid || at.Sub(since) < r.Opts.InvalidateAfter {
+		return false
+	}
+	whc.Status.State = labhookv1alpha1.StateInvalid
+	meta.SetStatusCondition(&whc.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
+		Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonDeliveryFailing, ObservedGeneration: whc.Generation,
+		Message: fmt.Sprintf("deliveries have failed since %s: %s", since.UTC().Format(time.RFC3339), errMsg)})
+	return true
+}
+
+// failingSince is when the current run of failures began, for
+// invalidation: a test that passed after the failures began (the config was
+// made valid again) restarts the clock, so a config is not invalidated again
+// at its first failure after a re-test.
+func failingSince(whc *labhookv1alpha1.WebhookConfig, stats labhookv1alpha1.DeliveryStats) time.Time {
+	if stats.FailingSince == nil {
+		return time.Now()
+	}
+	since := stats.FailingSince.Time
+	if t := whc.Status.LastTest; t != nil && t.Error == "" && t.Time.After(since) {
+		since = t.Time.Time
+	}
+	return since
 }
 
 func (r *OutgoingMessageReconciler) rollupInterval() time.Duration {
