@@ -59,10 +59,12 @@ type receiver struct {
 	got     []delivery
 	seen    map[string]int
 	respond func(m wire.OutgoingMessage, seen int, w http.ResponseWriter)
+	// testStatus answers the WebhookConfig controller's test messages.
+	testStatus int
 }
 
 func newReceiver() *receiver {
-	rc := &receiver{seen: map[string]int{}}
+	rc := &receiver{seen: map[string]int{}, testStatus: http.StatusNoContent}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var m wire.OutgoingMessage
@@ -70,10 +72,13 @@ func newReceiver() *receiver {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		// Test messages of the WebhookConfig controller are answered 204
-		// and not recorded.
+		// Test messages of the WebhookConfig controller are answered with
+		// testStatus and not recorded.
 		if m.Type == wire.TypeWebhookConfig {
-			w.WriteHeader(http.StatusNoContent)
+			rc.mu.Lock()
+			code := rc.testStatus
+			rc.mu.Unlock()
+			w.WriteHeader(code)
 			return
 		}
 		rc.mu.Lock()
@@ -465,6 +470,9 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) {
 			w.WriteHeader(http.StatusInternalServerError)
 		})
+		rc.mu.Lock()
+		rc.testStatus = http.StatusInternalServerError // re-tests fail too: the config stays invalid
+		rc.mu.Unlock()
 		for i := range 3 {
 			Expect(k8sClient.Create(ctx, newMessage(ns, fmt.Sprintf("m%d", i), "EVENT", "STARTED", fmt.Sprintf("e%d", i)))).To(Succeed())
 		}
