@@ -193,6 +193,17 @@ func counterValue(name, label, value string) float64 {
 	return total
 }
 
+func histogramCount(name string) uint64 {
+	mfs, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
 func gaugeValue(name string) float64 {
 	mfs, err := metrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
@@ -251,6 +262,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		}()
 
 		before := counterValue("labhook_deliveries_total", "result", "success")
+		beforeCount := histogramCount("labhook_delivery_duration_seconds")
 		const n = 20
 		for i := range n {
 			Expect(k8sClient.Create(ctx, newMessage(ns, fmt.Sprintf("msg-%02d", i), "EVENT", "STARTED", fmt.Sprintf("ev-%d", i)))).To(Succeed())
@@ -288,6 +300,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		Expect(om.Status.History).To(HaveLen(1))
 		Expect(om.Status.DeliveredTime).NotTo(BeNil())
 		Expect(counterValue("labhook_deliveries_total", "result", "success") - before).To(BeNumerically(">=", n))
+		Expect(histogramCount("labhook_delivery_duration_seconds") - beforeCount).To(BeNumerically(">=", n))
 	})
 
 	It("delivers what the lab controllers produce", func() {
