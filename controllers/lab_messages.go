@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,7 +69,8 @@ type producedMessage struct {
 
 // ensureMessage creates the OutgoingMessage for m about obj unless it exists
 // already, and returns its reference. AlreadyExists is success: the name is
-// deterministic, so it can only be the same message.
+// deterministic, so it can only be the same message. In a terminating
+// namespace it returns nil and no error.
 func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgType string,
 	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.MessageReference, error) {
 	raw, err := json.Marshal(m.context)
@@ -95,6 +97,12 @@ func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgT
 		},
 	}
 	if err := c.Create(ctx, om); err != nil && !apierrors.IsAlreadyExists(err) {
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			// The organisation is being deleted, and its outbox with it:
+			// nothing could deliver the message, and holding the object
+			// would hold the namespace deletion forever.
+			return nil, nil
+		}
 		return nil, fmt.Errorf("create OutgoingMessage %s: %w", name, err)
 	}
 	return &labhookv1alpha1.MessageReference{Name: name, Status: m.status}, nil

@@ -31,6 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -68,8 +69,8 @@ type LabInterfaceReconciler struct {
 	client.Client
 }
 
-// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces/finalizers,verbs=update
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
@@ -106,7 +107,7 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if readyErr == nil {
 		produceErr = r.produce(ctx, li)
 	}
-	return ctrl.Result{}, errors.Join(readyErr, produceErr, patchStatus(ctx, r.Client, orig, li, orig.Status, li.Status))
+	return ctrl.Result{}, errors.Join(readyErr, produceErr, patchProducerStatus(ctx, r.Client, orig, li, orig.Status, li.Status))
 }
 
 // ensureMetadata adds the finalizer and, once the resource exists, the
@@ -148,7 +149,9 @@ func (r *LabInterfaceReconciler) produce(ctx context.Context, li *labhookv1alpha
 		if err != nil {
 			return err
 		}
-		st.LastMessage = ref
+		if ref != nil {
+			st.LastMessage = ref
+		}
 	}
 	st.ObservedGeneration = li.Generation
 	return nil
@@ -282,6 +285,7 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceAuthSecret)), builder.OnlyMetadata).
 		Named("labinterface").
+		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
 }
 

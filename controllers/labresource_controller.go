@@ -22,16 +22,24 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/api/wire"
 	"github.com/labhook/labhook/internal/echo"
 )
+
+// labWorkers is the number of LabResource (and LabInterface) reconciles in
+// flight: each one waits on an API round trip or two, so a handful keeps a
+// burst of spec changes from queueing behind one another. Reconciles of one
+// object never overlap (the workqueue guarantees it).
+const labWorkers = 8
 
 // LabResourceReconciler keeps a LabResource's Ready condition in line with
 // the phase the backend reports, and turns every spec change into a RESOURCE
@@ -40,8 +48,8 @@ type LabResourceReconciler struct {
 	client.Client
 }
 
-// +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labhook.io,resources=labresources/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labhook.io,resources=labresources/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources/finalizers,verbs=update
 // +kubebuilder:rbac:groups=labhook.io,resources=outgoingmessages,verbs=get;list;watch;create
 
@@ -63,7 +71,7 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	setResourceReady(lr)
 	// Record whatever was produced even when a later message failed, so the
 	// retry does not redo it.
-	return ctrl.Result{}, errors.Join(produceErr, patchStatus(ctx, r.Client, orig, lr, orig.Status, lr.Status))
+	return ctrl.Result{}, errors.Join(produceErr, patchProducerStatus(ctx, r.Client, orig, lr, orig.Status, lr.Status))
 }
 
 // produce creates the message for the current spec unless it was produced
@@ -88,7 +96,9 @@ func (r *LabResourceReconciler) produce(ctx context.Context, lr *labhookv1alpha1
 		if err != nil {
 			return err
 		}
-		st.LastMessage = ref
+		if ref != nil {
+			st.LastMessage = ref
+		}
 		return nil
 	}
 	switch {
@@ -191,14 +201,27 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 
 // patchStatus writes obj's status as a merge patch against orig when the
 // status changed; a reconcile that changes nothing writes nothing.
-func patchStatus(ctx context.Context, c client.Client, orig, obj client.Object, before, after any) error {
+func patchStatus(ctx context.Context, c client.Client, orig, obj client.Object, before, after any, opts ...client.MergeFromOption) error {
 	if equality.Semantic.DeepEqual(before, after) {
 		return nil
 	}
-	if err := c.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
+	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, opts...)); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("patch status: %w", err))
 	}
 	return nil
+}
+
+// patchProducerStatus records what a producer did, locked on the
+// resourceVersion it read. A producer that read a stale cache (say, a spec
+// change seen before its own previous status write) must not record the
+// stale observedGeneration: the conflict drops this write, and the watch
+// event of the newer version reconciles again.
+func patchProducerStatus(ctx context.Context, c client.Client, orig, obj client.Object, before, after any) error {
+	err := patchStatus(ctx, c, orig, obj, before, after, client.MergeFromWithOptimisticLock{})
+	if apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
 }
 
 // SetupWithManager watches LabResources. Status changes are not filtered
@@ -207,5 +230,6 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labhookv1alpha1.LabResource{}).
 		Named("labresource").
+		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
 }

@@ -240,12 +240,33 @@ var _ = Describe("LabResource producer", func() {
 		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{{"RESOURCE", "UPDATED", []string{"acf1109b"}}}))
 
 		By("a deletion the backend asked for")
-		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = "src-3" })
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) {
+			lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = "src-3"
+		})
 		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
 		}).Should(BeTrue())
 		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
+	})
+})
+
+var _ = Describe("LabResource in a terminating organisation", func() {
+	It("lets the object go when its DELETED message cannot be created", func() {
+		SetDefaultEventuallyTimeout(15 * time.Second)
+		ctx := context.Background()
+		ns := newNamespace(ctx)
+		startManager(ns, testOptions())
+		lr := vm(ns, "r", "1d3b5f")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(HaveLen(1))
+		Expect(k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		// envtest runs no namespace controller: delete the content as it would.
+		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
+		}).Should(BeTrue())
+		Expect(summaries(ctx, ns)()).To(HaveLen(1))
 	})
 })
 

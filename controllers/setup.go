@@ -25,6 +25,8 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/labhook/labhook/controllers/outbound"
 )
 
 // Options configures every reconciler. cmd/manager fills it from flags;
@@ -56,6 +58,9 @@ type Options struct {
 	RetrySchedule []time.Duration
 	// TestBackoffMin and TestBackoffMax bound re-tests of invalid configs.
 	TestBackoffMin, TestBackoffMax time.Duration
+	// MonitorInterval is how often the outbox is counted for the pending and
+	// failed gauges and the Backlogged condition.
+	MonitorInterval time.Duration
 }
 
 // DefaultRetrySchedule is SPEC §2.4: at once, 5s, 5m, 30m, 2h, 5h, 10h, 10h.
@@ -78,6 +83,7 @@ func DefaultOptions() Options {
 		RetrySchedule:           DefaultRetrySchedule,
 		TestBackoffMin:          time.Minute,
 		TestBackoffMax:          time.Hour,
+		MonitorInterval:         30 * time.Second,
 	}
 }
 
@@ -88,6 +94,17 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&LabInterfaceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up LabInterface controller: %w", err)
+	}
+	out := outbound.New(outbound.Options{AllowHTTP: opts.AllowHTTP, AllowedCIDRs: opts.AllowedTargetCIDRs,
+		UserAgent: "labhook/" + opts.Version})
+	events := mgr.GetEventRecorder("labhook-outbox")
+	if err := (&OutgoingMessageReconciler{Client: mgr.GetClient(), Opts: opts, Outbound: out, Recorder: events}).
+		SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up OutgoingMessage controller: %w", err)
+	}
+	if err := mgr.Add(&outboxMonitor{client: mgr.GetClient(), recorder: events, warning: opts.BacklogWarning,
+		interval: opts.MonitorInterval}); err != nil {
+		return fmt.Errorf("add outbox monitor: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,53 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Delivery metrics (SPEC §5), in controller-runtime's registry so the
+// manager's /metrics serves them. Labels are bounded: result is "success" or
+// one of the outbound failure reasons (HTTPStatus, Timeout, TLSError,
+// DNSError, ConnectionError, RefusedByPolicy).
+var (
+	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "labhook_deliveries_total",
+		Help: "Delivery attempts of OutgoingMessages, by result.",
+	}, []string{"result"})
+	deliveryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "labhook_delivery_duration_seconds",
+		Help:    "Duration of one delivery attempt, from connecting to the response.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	messagesPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "labhook_messages_pending",
+		Help: "OutgoingMessages in phase Pending, as last counted.",
+	})
+	messagesFailed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "labhook_messages_failed",
+		Help: "OutgoingMessages in phase Failed, as last counted.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, messagesPending, messagesFailed)
+}
+
+// resultSuccess is the result label of a delivered attempt.
+const resultSuccess = "success"
