@@ -76,6 +76,7 @@ type bench struct {
 	objects     int
 	binaries    map[string]string // cmd name -> path
 	missing     map[string]error  // cmd name -> why it is not available
+	standIn     bool              // a WebhookConfig was marked valid by the benchmark
 }
 
 func (b *bench) binary(name string) (string, error) {

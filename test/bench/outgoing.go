@@ -136,6 +136,9 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 		res.note += fmt.Sprintf(" (%d changes not delivered within 60s)", missing)
 	}
 	_, dups := rec.Counts()
+	if b.standIn {
+		res.note += "; WebhookConfig marked valid by the benchmark (no WebhookConfig controller in this tree)"
+	}
 	res.note += fmt.Sprintf("; duplicates %d, bad signatures %d; %d changes, concurrency %d", dups, rec.BadSignatures(), n, b.concurrency)
 	return []result{res}, nil
 }
@@ -149,16 +152,12 @@ func startManager(b *bench, name string) (*process.Process, error) {
 }
 
 func waitValid(ctx context.Context, b *bench, ns, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var state labhookv1alpha1.WebhookConfigState
-	for time.Now().Before(deadline) {
-		state, _ = b.cl.WebhookConfigState(ctx, ns, name)
-		if state == labhookv1alpha1.StateValid {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
+	standIn, err := b.cl.EnsureValid(ctx, ns, name, 10*time.Second)
+	if standIn {
+		logf("no WebhookConfig controller in this tree: the benchmark marked %s/%s valid itself", ns, name)
+		b.standIn = true
 	}
-	return fmt.Errorf("WebhookConfig %s/%s is %q after 30s, not valid", ns, name, state)
+	return err
 }
 
 // createResources creates n VM LabResources from concurrent clients.
