@@ -50,10 +50,13 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 	}
 
 	logf("incoming baseline: plain client, %d clients for %s", b.concurrency, b.duration)
+	before := b.apiRequests(ctx)
 	base := runLoad(ctx, b.concurrency, b.duration, 0, func(ctx context.Context, seq int) error {
 		return writePlain(ctx, b.cl.Client, ex.Fresh("bl", seq).Objects(ns))
 	})
 	res.baseline = base.rate()
+	baseWrites := writesPer(before, b.apiRequests(ctx), base.ok)
+	logf("incoming baseline: API %s", baseWrites)
 	logf("incoming baseline: %d messages (%d failed) in %s = %.1f msg/s, latency %s", base.ok, base.failed, base.elapsed.Round(time.Millisecond), res.baseline, base.lat)
 	if base.firstErr != nil {
 		logf("incoming baseline: first error: %v", base.firstErr)
@@ -101,13 +104,16 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 	}
 
 	logf("incoming labhook: webhookserver, %d clients for %s", b.concurrency, b.duration)
+	before = b.apiRequests(ctx)
 	lh := runLoad(ctx, b.concurrency, b.duration, 0, post)
 	res.value = lh.rate()
+	lhWrites := writesPer(before, b.apiRequests(ctx), lh.ok)
+	logf("incoming labhook: API %s", lhWrites)
 	logf("incoming labhook: %d messages (%d failed) in %s = %.1f msg/s, latency %s", lh.ok, lh.failed, lh.elapsed.Round(time.Millisecond), res.value, lh.lat)
 	if lh.firstErr != nil {
 		logf("incoming labhook: first error: %v", lh.firstErr)
 	}
-	res.note = fmt.Sprintf("latency labhook %s; baseline %s; concurrency %d", lh.lat, base.lat, b.concurrency)
+	res.note = fmt.Sprintf("latency labhook %s; baseline %s; concurrency %d; API labhook %s; baseline %s", lh.lat, base.lat, b.concurrency, lhWrites, baseWrites)
 
 	// A message answered 200 must be fully written: check the last one.
 	if err := checkWritten(ctx, b.cl.Client, ns, ex.Fresh("wh", 1)); err != nil {

@@ -66,11 +66,13 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: b.concurrency * 2}}
 	logf("outgoing baseline: %d changes, %d clients", n, b.concurrency)
+	before := b.apiRequests(ctx)
 	base := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
 		return changeAndDeliverPlain(ctx, b.cl.Client, hc, rec.URL, secret, baseLRs[seq-1])
 	})
 	res.baseline = base.rate()
-	logf("outgoing baseline: %d changes (%d failed) in %s = %.1f changes/s", base.ok, base.failed, base.elapsed.Round(time.Millisecond), res.baseline)
+	baseWrites := writesPer(before, b.apiRequests(ctx), base.ok)
+	logf("outgoing baseline: %d changes (%d failed) in %s = %.1f changes/s; API %s", base.ok, base.failed, base.elapsed.Round(time.Millisecond), res.baseline, baseWrites)
 	if base.firstErr != nil {
 		logf("outgoing baseline: first error: %v", base.firstErr)
 	}
@@ -112,6 +114,7 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	}
 
 	logf("outgoing labhook: %d changes, %d clients", n, b.concurrency)
+	before = b.apiRequests(ctx)
 	start := time.Now()
 	lh := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
 		return patchName(ctx, b.cl.Client, lrs[seq-1], "throughput")
@@ -126,7 +129,9 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	}
 	elapsed := lastArrival(rec, ids, wire.StatusUpdated, start).Sub(start)
 	res.value = float64(lh.ok) / elapsed.Seconds()
-	logf("outgoing labhook: %d changes delivered in %s = %.1f changes/s", lh.ok, elapsed.Round(time.Millisecond), res.value)
+	time.Sleep(time.Second) // the Delivered status write follows the POST
+	lhWrites := writesPer(before, b.apiRequests(ctx), lh.ok)
+	logf("outgoing labhook: %d changes delivered in %s = %.1f changes/s; API %s", lh.ok, elapsed.Round(time.Millisecond), res.value, lhWrites)
 
 	// Latency at a steady 100 changes/s, from just before the spec change is
 	// written to the receiver's arrival.
@@ -139,6 +144,7 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	if b.standIn {
 		res.note += "; WebhookConfig marked valid by the benchmark (no WebhookConfig controller in this tree)"
 	}
+	res.note += fmt.Sprintf("; API labhook %s; baseline %s", lhWrites, baseWrites)
 	res.note += fmt.Sprintf("; duplicates %d, bad signatures %d; %d changes, concurrency %d", dups, rec.BadSignatures(), n, b.concurrency)
 	return []result{res}, nil
 }

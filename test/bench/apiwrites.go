@@ -1,0 +1,100 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+)
+
+// apiCounts is the API server's apiserver_request_total summed by
+// "VERB resource[/subresource]", read from its /metrics. Diffing two
+// snapshots shows how many requests each side of a benchmark made: the API
+// server is the shared physical limit, so requests per operation is what
+// bounds a ratio.
+type apiCounts map[string]float64
+
+func (b *bench) apiRequests(ctx context.Context) apiCounts {
+	cs, err := kubernetes.NewForConfig(b.cl.Config)
+	if err != nil {
+		return nil
+	}
+	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	out := apiCounts{}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		labels := parseLabels(line[len("apiserver_request_total{"):end])
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil || labels["group"] == "coordination.k8s.io" || labels["resource"] == "" {
+			continue
+		}
+		key := labels["verb"] + " " + labels["resource"]
+		if s := labels["subresource"]; s != "" {
+			key += "/" + s
+		}
+		out[key] += v
+	}
+	return out
+}
+
+func parseLabels(s string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, `",`) {
+		k, v, ok := strings.Cut(kv, `="`)
+		if ok {
+			m[k] = strings.TrimSuffix(v, `"`)
+		}
+	}
+	return m
+}
+
+// writesPer summarises the mutating requests made between before and after,
+// per operation (n operations).
+func writesPer(before, after apiCounts, n int) string {
+	if before == nil || after == nil || n == 0 {
+		return "n/a"
+	}
+	var parts []string
+	total := 0.0
+	for k, v := range after {
+		d := v - before[k]
+		verb, _, _ := strings.Cut(k, " ")
+		if d <= 0 || verb == "GET" || verb == "LIST" || verb == "WATCH" {
+			continue
+		}
+		total += d
+		parts = append(parts, fmt.Sprintf("%s=%.2f", strings.ReplaceAll(k, " ", ":"), d/float64(n)))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%.2f writes/op (%s)", total/float64(n), strings.Join(parts, " "))
+}
