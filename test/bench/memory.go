@@ -17,9 +17,13 @@ limitations under the License.
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,32 +104,36 @@ func memory(ctx context.Context, b *bench) ([]result, error) {
 }
 
 func managerRSS(ctx context.Context, b *bench, ns string, n int, res *result) error {
+	bin, err := b.binary("manager")
+	if err != nil {
+		return err
+	}
+	maddr, err := process.FreeAddr()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	mgr, err := startManager(b, "manager-memory")
+	mgr, err := stack.Manager(bin, b.cl.Kubeconfig, b.logPath("manager-memory"), "--metrics-bind-address="+maddr)
 	if err != nil {
 		return err
 	}
 	defer mgr.Stop(15 * time.Second)
-	// Synced: every object has been reconciled once (observedGeneration on
-	// resources and interfaces, a phase on messages), or 4 minutes passed.
-	// Stop waiting when nothing moved for 20s: what is left is what this
-	// tree's manager does not reconcile (yet), which the note reports.
-	var lr, li, om, stalled int
+	// Synced: the informers have listed everything and every work queue has
+	// drained (read from the manager's own metrics, so that polling does not
+	// load the API server), or 4 minutes passed.
+	var m managerMetrics
+	idle := 0
 	deadline := time.Now().Add(4 * time.Minute)
-	for time.Now().Before(deadline) && stalled < 4 {
-		plr, pli, pom := lr, li, om
-		lr, li, om = reconciled(ctx, b.cl.Client, ns)
+	for time.Now().Before(deadline) && idle < 2 {
+		time.Sleep(3 * time.Second)
+		m = readManagerMetrics("http://" + maddr + "/metrics")
 		rss, _, _ := process.RSS(mgr.PID())
-		logf("memory: manager reconciled %d/%d resources, %d/%d interfaces, %d/%d messages; RSS %.1f MiB", lr, n, li, n, om, n, float64(rss)/mib)
-		if lr >= n && li >= n && om >= n {
-			break
-		}
-		if lr == plr && li == pli && om == pom {
-			stalled++
+		logf("memory: manager reconciles %v, queue depth %.0f; RSS %.1f MiB", m.reconciles, m.depth, float64(rss)/mib)
+		if m.depth == 0 && len(m.reconciles) > 0 {
+			idle++
 		} else {
-			stalled = 0
+			idle = 0
 		}
-		time.Sleep(5 * time.Second)
 	}
 	synced := time.Since(start)
 	// Let the Go runtime settle, then take the largest of a few samples.
@@ -138,13 +146,70 @@ func managerRSS(ctx context.Context, b *bench, ns string, n int, res *result) er
 		}
 		rss, peak = max(rss, r), max(peak, p)
 	}
+	lr, li, om := reconciled(ctx, b.cl.Client, ns)
 	res.value = float64(rss) / mib
-	res.note = fmt.Sprintf("manager VmRSS %.1f MiB (peak VmHWM %.1f MiB) after %s; reconciled %d/%d resources, %d/%d interfaces, %d/%d messages",
-		res.value, float64(peak)/mib, synced.Round(time.Second), lr, n, li, n, om, n)
+	res.note = fmt.Sprintf("manager VmRSS %.1f MiB (peak VmHWM %.1f MiB) %s after start, queues drained=%v; reconciled %d/%d resources, %d/%d interfaces, %d/%d messages (reconciles by controller %v)",
+		res.value, float64(peak)/mib, synced.Round(time.Second), idle >= 2, lr, n, li, n, om, n, m.reconciles)
 	return nil
 }
 
-// reconciled counts objects the manager has handled at least once.
+// managerMetrics is what the memory benchmark reads from the manager.
+type managerMetrics struct {
+	reconciles map[string]float64 // controller -> reconciles
+	depth      float64            // sum of work queue depths
+}
+
+func readManagerMetrics(url string) managerMetrics {
+	m := managerMetrics{reconciles: map[string]float64{}}
+	resp, err := http.Get(url)
+	if err != nil {
+		m.depth = -1
+		return m
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil {
+			continue
+		}
+		open := strings.IndexByte(line, '{')
+		labels := parseLabels(line[open+1 : end])
+		switch line[:open] {
+		case "workqueue_depth":
+			m.depth += v
+		case "controller_runtime_reconcile_total":
+			m.reconciles[labels["controller"]] += v
+		}
+	}
+	return m
+}
+
+func webhookserverRSS(b *bench, res *result) error {
+	bin, _ := b.binary("webhookserver")
+	ws, _, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-memory"))
+	if err != nil {
+		return err
+	}
+	defer ws.Stop(10 * time.Second)
+	time.Sleep(3 * time.Second)
+	rss, peak, err := process.RSS(ws.PID())
+	if err != nil {
+		return fmt.Errorf("webhookserver RSS: %w", err)
+	}
+	res.value = float64(rss) / mib
+	res.note = fmt.Sprintf("webhookserver idle VmRSS %.1f MiB (peak %.1f MiB), ready, with the memory benchmark's objects in the cluster", res.value, float64(peak)/mib)
+	return nil
+}
+
+// reconciled counts objects the manager has handled at least once. It lists
+// every object, so it runs once, after the measurement.
 func reconciled(ctx context.Context, c client.Client, ns string) (lr, li, om int) {
 	var lrs labhookv1alpha1.LabResourceList
 	if c.List(ctx, &lrs, client.InNamespace(ns)) == nil {
@@ -171,21 +236,4 @@ func reconciled(ctx context.Context, c client.Client, ns string) (lr, li, om int
 		}
 	}
 	return lr, li, om
-}
-
-func webhookserverRSS(b *bench, res *result) error {
-	bin, _ := b.binary("webhookserver")
-	ws, _, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-memory"))
-	if err != nil {
-		return err
-	}
-	defer ws.Stop(10 * time.Second)
-	time.Sleep(3 * time.Second)
-	rss, peak, err := process.RSS(ws.PID())
-	if err != nil {
-		return fmt.Errorf("webhookserver RSS: %w", err)
-	}
-	res.value = float64(rss) / mib
-	res.note = fmt.Sprintf("webhookserver idle VmRSS %.1f MiB (peak %.1f MiB), ready, with the memory benchmark's objects in the cluster", res.value, float64(peak)/mib)
-	return nil
 }
