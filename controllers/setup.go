@@ -20,10 +20,13 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/labhook/labhook/controllers/outbound"
 )
 
 // Options configures every reconciler. cmd/manager fills it from flags;
@@ -82,5 +85,18 @@ func DefaultOptions() Options {
 
 // Setup registers every reconciler, with its field indexers, on mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	// One outbound client for every sender (tests, deliveries), so the SSRF
+	// policy is decided once and connections to a receiver are pooled.
+	out := outbound.New(outbound.Options{
+		AllowHTTP:    opts.AllowHTTP,
+		AllowedCIDRs: opts.AllowedTargetCIDRs,
+		UserAgent:    "labhook/" + opts.Version,
+	})
+	if err := (&WebhookConfigReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("labhook-webhookconfig"),
+		Outbound: out, Options: opts,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("webhookconfig controller: %w", err)
+	}
 	return nil
 }
