@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -443,10 +444,20 @@ func fingerprint(whc *labhookv1alpha1.WebhookConfig, secretName, signing, auth s
 
 // --- state and tests -------------------------------------------------------------
 
+// redactedURL is u for conditions and events, with any password in it
+// replaced: Events are readable more widely than the config itself.
+func redactedURL(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "the configured url"
+	}
+	return parsed.Redacted()
+}
+
 func (r *WebhookConfigReconciler) markDeactivated(whc *labhookv1alpha1.WebhookConfig) {
 	st := &whc.Status
 	if st.State != labhookv1alpha1.StateDeactivated {
-		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonDeactivated, "Deactivate", "Deactivated: nothing is delivered to %s", whc.Spec.URL)
+		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonDeactivated, "Deactivate", "Deactivated: nothing is delivered to %s", redactedURL(whc.Spec.URL))
 	}
 	st.State = labhookv1alpha1.StateDeactivated
 	st.TestedFingerprint = "" // reactivation makes it new and tests it
@@ -473,7 +484,7 @@ func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhoo
 	if fp != st.TestedFingerprint && st.State != labhookv1alpha1.StateNew {
 		st.State = labhookv1alpha1.StateNew
 		st.NextTestTime = nil
-		msg := "sending a test message to " + whc.Spec.URL
+		msg := "sending a test message to " + redactedURL(whc.Spec.URL)
 		setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionUnknown, labhookv1alpha1.ReasonTestPending, msg)
 		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, labhookv1alpha1.ReasonTestPending, msg)
 		return
@@ -645,8 +656,11 @@ func (r *WebhookConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labhookv1alpha1.WebhookConfig{}).
-		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.configsForSecret)).
+		// Secrets are read uncached when reconciling, so their watches keep
+		// metadata only: a data change still bumps resourceVersion and
+		// wakes us, without caching every Secret's data in memory.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.configsForSecret)).
 		Watches(&labhookv1alpha1.WebhookConfig{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaults),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A test can take up to timeoutSeconds (60s); one slow receiver
