@@ -120,9 +120,6 @@ var _ = Describe("Admission", func() {
 		Expect(err).NotTo(HaveOccurred())
 		created := map[string]int{}
 		for _, file := range files {
-			if filepath.Base(file) == "kustomization.yaml" {
-				continue
-			}
 			f, err := os.Open(file)
 			Expect(err).NotTo(HaveOccurred())
 			reader := utilyaml.NewYAMLReader(bufio.NewReader(f))
