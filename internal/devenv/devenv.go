@@ -69,6 +69,9 @@ type Options struct {
 	ReceiverPort, WebhookServerPort, WebhookServerMetricsPort, ManagerProbePort, ManagerMetricsPort int
 	// Out receives the instructions and ReadyLine.
 	Out io.Writer
+	// ReceiverEcho, when set, also receives the receiver's output: one JSON
+	// line per message received, so they show up where make dev runs.
+	ReceiverEcho io.Writer
 }
 
 // DefaultOptions are `make dev`'s defaults.
@@ -78,6 +81,7 @@ func DefaultOptions() Options {
 		BinDir:        filepath.Join("bin", "dev"),
 		KubeconfigOut: filepath.Join("bin", "dev", "kubeconfig"),
 		Out:           os.Stdout,
+		ReceiverEcho:  os.Stderr,
 	}
 }
 
@@ -150,6 +154,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		args: []string{"--bind-address", addr(o.ReceiverPort)},
 		env:  []string{receiver.SecretEnv + "=" + signingSecret},
 		wait: fmt.Sprintf("http://127.0.0.1:%d/healthz", o.ReceiverPort),
+		echo: o.ReceiverEcho,
 	}); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,8 @@ func TestDevEnvReachesReadyWithDemoOrganisationAndStopsCleanly(t *testing.T) {
 	o.ReceiverPort = freePort(t)
 	pr, pw := io.Pipe()
 	o.Out = pw
+	echo := &syncBuffer{}
+	o.ReceiverEcho = echo
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -143,6 +146,15 @@ func TestDevEnvReachesReadyWithDemoOrganisationAndStopsCleanly(t *testing.T) {
 		t.Errorf("the receiver answered %d to a message signed with the demo's secret, want 204", code)
 	}
 
+	// The receiver's message log is echoed where make dev runs.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(echo.String(), `"message_id":"devenv-test"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver's log of the message is not echoed; echoed:\n%s", echo.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -178,4 +190,22 @@ func postSigned(t *testing.T, url, secret string) int {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode
+}
+
+// syncBuffer is a writer the child's output goroutine and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

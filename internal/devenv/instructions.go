@@ -58,7 +58,7 @@ func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, w
 			p("    -d @config/samples/incoming/seed-example.json")
 		}
 		p("")
-		p("  # what the receiver got:")
+		p("  # what the receiver got (also shown here as it arrives):")
 		p("  tail -f %s", filepath.Join(o.BinDir, "receiver.log"))
 	} else {
 		p("  # no demo organisation (--no-demo); the receiver's signing secret is in %s",

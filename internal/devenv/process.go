@@ -19,6 +19,7 @@ package devenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,9 @@ type childSpec struct {
 	name, dir string
 	args, env []string
 	wait      string
+	// echo, when set, also receives the child's output (the receiver's
+	// message log is worth seeing in the terminal).
+	echo io.Writer
 }
 
 // child is a running child process whose output goes to <dir>/<name>.log.
@@ -76,7 +80,11 @@ func (g *group) start(ctx context.Context, exited chan<- *child, spec childSpec)
 	// grace period, in order, not killed when ctx ends.
 	cmd := exec.Command(bin, spec.args...)
 	cmd.Env = append(os.Environ(), spec.env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	var out io.Writer = logFile
+	if spec.echo != nil {
+		out = io.MultiWriter(logFile, spec.echo)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
