@@ -66,6 +66,11 @@ test-reliability: build ## Reliability suite with real processes (kill -9, leade
 test-e2e: build ## End-to-end: make dev's binary, kubectl apply of the samples, curl of the seed.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./test/e2e/... -count=1 -timeout 15m -v
 
+.PHONY: check-config
+check-config: manifests $(KUSTOMIZE) ## kustomize build of config/default, the standalone-webhookserver overlay and the samples.
+	@for d in config/default config/overlays/standalone-webhookserver config/samples; do \
+		$(KUSTOMIZE) build $$d >/dev/null || exit 1; echo "kustomize build $$d: ok"; done
+
 ##@ Build
 
 .PHONY: build
@@ -111,6 +116,9 @@ $(LOCALBIN):
 $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $@
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Install kustomize into ./bin.
 
 $(KUSTOMIZE): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)

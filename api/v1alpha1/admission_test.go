@@ -21,16 +21,20 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -120,9 +124,6 @@ var _ = Describe("Admission", func() {
 		Expect(err).NotTo(HaveOccurred())
 		created := map[string]int{}
 		for _, file := range files {
-			if filepath.Base(file) == "kustomization.yaml" {
-				continue
-			}
 			f, err := os.Open(file)
 			Expect(err).NotTo(HaveOccurred())
 			reader := utilyaml.NewYAMLReader(bufio.NewReader(f))
@@ -289,6 +290,69 @@ var _ = Describe("Admission", func() {
 			badObject{create: object("OutgoingMessage", goodMessage), update: object("OutgoingMessage", "type: EVENT\nstatus: ENDED\nentityIDs: [daf24556]"),
 				want: "spec is immutable: create a new OutgoingMessage instead"}),
 	)
+
+	It("runs every Pod of config/ under the restricted Pod Security Standard", func(ctx SpecContext) {
+		decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+		decode := func(file string) []runtime.Object {
+			f, err := os.Open(file)
+			Expect(err).NotTo(HaveOccurred())
+			defer f.Close()
+			var objs []runtime.Object
+			reader := utilyaml.NewYAMLReader(bufio.NewReader(f))
+			for {
+				doc, err := reader.Read()
+				if errors.Is(err, io.EOF) {
+					return objs
+				}
+				Expect(err).NotTo(HaveOccurred(), file)
+				if obj, _, err := decoder.Decode(doc, nil, nil); err == nil {
+					objs = append(objs, obj)
+				}
+			}
+		}
+
+		// labhook's namespace as config/default declares it: restricted, enforced.
+		var labhookNS *corev1.Namespace
+		for _, o := range decode("../../config/default/namespace.yaml") {
+			labhookNS = o.(*corev1.Namespace)
+		}
+		Expect(labhookNS).NotTo(BeNil())
+		Expect(labhookNS.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
+		labhookNS.Name, labhookNS.GenerateName = "", "labhook-system-"
+		Expect(k8sClient.Create(ctx, labhookNS)).To(Succeed())
+
+		// The control: a Pod without a securityContext is refused there, so
+		// the API server does enforce the standard.
+		bare := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: labhookNS.Name},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "labhook"}}},
+		}
+		err := k8sClient.Create(ctx, bare, client.DryRunAll)
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a bare Pod was not refused: %v", err)
+		Expect(err.Error()).To(ContainSubstring(`violates PodSecurity "restricted:latest"`))
+
+		var deployments int
+		Expect(filepath.WalkDir("../../config", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" {
+				return err
+			}
+			for _, o := range decode(path) {
+				dep, ok := o.(*appsv1.Deployment)
+				if !ok {
+					continue
+				}
+				deployments++
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: dep.Name, Namespace: labhookNS.Name, Labels: dep.Spec.Template.Labels},
+					Spec:       dep.Spec.Template.Spec,
+				}
+				Expect(k8sClient.Create(ctx, pod, client.DryRunAll)).To(Succeed(), "the Pod of Deployment %s in %s", dep.Name, path)
+			}
+			return nil
+		})).To(Succeed())
+		// The manager with its sidecar, and the standalone webhookserver.
+		Expect(deployments).To(Equal(2))
+	})
 
 	It("accepts an OutgoingMessage iff wire.ValidStatus accepts its type and status", func(ctx SpecContext) {
 		var statuses []string

@@ -1,0 +1,70 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package devenv
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// printInstructions tells the person what is running and what to try.
+func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, withWebhookServer bool, demo *demoOrg) {
+	kc := kubeconfig
+	if rel, err := filepath.Rel(o.Dir, kubeconfig); err == nil && !strings.HasPrefix(rel, "..") {
+		kc = rel
+	}
+	logs := filepath.Join(o.BinDir, "*.log")
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("")
+	p("labhook dev environment")
+	p("  kubeconfig     %s", kc)
+	p("  receiver       %s   (verifies signatures, logs each message)", receiverURL)
+	if withWebhookServer {
+		p("  webhookserver  %s", incomingURL)
+	} else {
+		p("  webhookserver  not running: ./cmd/webhookserver is not in this tree")
+	}
+	p("  logs           %s", logs)
+	p("")
+	p("Try:")
+	p("  kubectl --kubeconfig %s get labhook -A", kc)
+	if demo != nil {
+		p("  kubectl --kubeconfig %s -n %s get whc %s -o yaml", kc, DemoNamespace, DemoWebhookConfig)
+		p("  kubectl --kubeconfig %s -n %s apply -f config/samples", kc, DemoNamespace)
+		p("  kubectl --kubeconfig %s -n %s get lr,li,om", kc, DemoNamespace)
+		if withWebhookServer {
+			p("")
+			p("  # post seed 000's example as the demo organisation's backend (API key shown only here):")
+			p("  curl -sS -X POST \\")
+			p("    -H 'Authorization: Bearer %s:%s' \\", DemoNamespace, demo.apiKey)
+			p("    -H 'Accept: application/json' -H 'Content-Type: application/json' \\")
+			p("    %s \\", incomingURL)
+			p("    -d @config/samples/incoming/seed-example.json")
+		}
+		p("")
+		p("  # what the receiver got (also shown here as it arrives):")
+		p("  tail -f %s", filepath.Join(o.BinDir, "receiver.log"))
+	} else {
+		p("  # no demo organisation (--no-demo); the receiver's signing secret is in %s",
+			filepath.Join(o.BinDir, "receiver-signing-secret"))
+	}
+	p("")
+	p("Ctrl-C stops everything.")
+	fmt.Fprint(o.Out, b.String())
+}
