@@ -81,10 +81,11 @@ var _ = Describe("make dev, as a newcomer uses it", Ordered, func() {
 		}
 		Expect(err).NotTo(HaveOccurred())
 
-		// Its own kubeconfig path, so a developer's running `make dev`
-		// (bin/dev/kubeconfig) is left alone.
+		// Its own kubeconfig, binaries and free ports, so a developer's
+		// running `make dev` (bin/dev/...) is left alone.
 		kubeconfig = filepath.Join(tmp, "kubeconfig")
-		devenv, err = process.Start("devenv", bin, []string{"--kubeconfig-out=" + kubeconfig}, nil, filepath.Join(tmp, "devenv.log"))
+		devenv, err = process.Start("devenv", bin, []string{"--kubeconfig-out=" + kubeconfig, "--bin-dir=" + filepath.Join(tmp, "bin")},
+			nil, filepath.Join(tmp, "devenv.log"))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() {
 			devenv.Interrupt(30 * time.Second)
