@@ -84,7 +84,7 @@ var _ = Describe("make dev, as a newcomer uses it", Ordered, func() {
 		// Its own kubeconfig, binaries and free ports, so a developer's
 		// running `make dev` (bin/dev/...) is left alone.
 		kubeconfig = filepath.Join(tmp, "kubeconfig")
-		devenv, err = process.Start("devenv", bin, []string{"--kubeconfig-out=" + kubeconfig, "--bin-dir=" + filepath.Join(tmp, "bin")},
+		devenv, err = process.StartIn(root, "devenv", bin, []string{"--kubeconfig-out=" + kubeconfig, "--bin-dir=" + filepath.Join(tmp, "bin")},
 			nil, filepath.Join(tmp, "devenv.log"))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() {

@@ -83,6 +83,12 @@ type Process struct {
 // Start runs path with args; its stdout and stderr go to logPath (appended)
 // and are scanned so WaitForLine can find a line.
 func Start(name, path string, args, env []string, logPath string) (*Process, error) {
+	return StartIn("", name, path, args, env, logPath)
+}
+
+// StartIn is Start with the working directory dir (for children that build
+// or read files relative to the repository root).
+func StartIn(dir, name, path string, args, env []string, logPath string) (*Process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -92,6 +98,7 @@ func Start(name, path string, args, env []string, logPath string) (*Process, err
 	pr, pw := io.Pipe()
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = pw, pw
 	// Own process group, so Kill reaches grandchildren (devenv's children).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
