@@ -30,6 +30,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
@@ -38,6 +39,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labhook/labhook/test/internal/cluster"
 	"github.com/labhook/labhook/test/internal/process"
@@ -101,6 +105,9 @@ func main() {
 	flag.IntVar(&b.objects, "objects", 10000, "LabResources, LabInterfaces and OutgoingMessages each in the memory benchmark.")
 	keep := flag.Bool("keep", false, "Keep the temporary directory (logs, kubeconfig).")
 	flag.Parse()
+	// envtest logs through controller-runtime; the benchmark's own lines are
+	// what matters here, the children's logs go to their files.
+	ctrllog.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -33,6 +33,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labhook/labhook/test/internal/cluster"
 	"github.com/labhook/labhook/test/internal/process"
@@ -52,6 +54,7 @@ func TestReliability(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
+	ctrllog.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
 	root, err = cluster.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
