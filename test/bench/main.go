@@ -104,6 +104,14 @@ func main() {
 	flag.IntVar(&b.changes, "changes", 500, "LabResource spec changes in the outgoing benchmark.")
 	flag.IntVar(&b.objects, "objects", 10000, "LabResources, LabInterfaces and OutgoingMessages each in the memory benchmark.")
 	keep := flag.Bool("keep", false, "Keep the temporary directory (logs, kubeconfig).")
+	flag.Func("binary", "name=path: measure a prebuilt binary instead of building cmd/<name>, e.g. manager=/tmp/manager (repeatable).", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok {
+			return fmt.Errorf("want name=path, got %q", v)
+		}
+		b.binaries[name] = path
+		return nil
+	})
 	flag.Parse()
 	// envtest logs through controller-runtime; the benchmark's own lines are
 	// what matters here, the children's logs go to their files.
@@ -132,6 +140,10 @@ func run(ctx context.Context, b *bench, which []string, keep bool) error {
 		defer os.RemoveAll(b.tmp)
 	}
 	for _, name := range []string{"manager", "webhookserver"} {
+		if p, ok := b.binaries[name]; ok {
+			logf("using prebuilt %s: %s", name, p)
+			continue
+		}
 		logf("building cmd/%s", name)
 		p, err := process.Build(ctx, b.root, b.tmp, name)
 		if err != nil {

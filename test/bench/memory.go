@@ -120,10 +120,10 @@ func managerRSS(ctx context.Context, b *bench, ns string, n int, res *result) er
 	defer mgr.Stop(15 * time.Second)
 	// Synced: the informers have listed everything and every work queue has
 	// drained (read from the manager's own metrics, so that polling does not
-	// load the API server), or 4 minutes passed.
+	// load the API server), or 3 minutes passed.
 	var m managerMetrics
 	idle := 0
-	deadline := time.Now().Add(4 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) && idle < 2 {
 		time.Sleep(3 * time.Second)
 		m = readManagerMetrics("http://" + maddr + "/metrics")
