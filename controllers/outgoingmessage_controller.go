@@ -386,31 +386,11 @@ func (r *OutgoingMessageReconciler) resolveTarget(ctx context.Context, om *labho
 		}
 		return whc, "", nil
 	}
-	whc, err := namespaceDefault(ctx, r.Client, om.Namespace)
+	whc, err := DefaultWebhookConfig(ctx, r.Client, om.Namespace)
 	if err != nil || whc == nil {
 		return nil, "no WebhookConfig in this namespace is the default (spec.default: true)", err
 	}
 	return whc, "", nil
-}
-
-// namespaceDefault is the oldest WebhookConfig of ns with spec.default.
-func namespaceDefault(ctx context.Context, c client.Reader, ns string) (*labhookv1alpha1.WebhookConfig, error) {
-	var list labhookv1alpha1.WebhookConfigList
-	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
-		return nil, err
-	}
-	var best *labhookv1alpha1.WebhookConfig
-	for i := range list.Items {
-		w := &list.Items[i]
-		if !w.Spec.Default {
-			continue
-		}
-		if best == nil || w.CreationTimestamp.Before(&best.CreationTimestamp) ||
-			(w.CreationTimestamp.Equal(&best.CreationTimestamp) && w.Name < best.Name) {
-			best = w
-		}
-	}
-	return best, nil
 }
 
 // earlierPending returns the name of an older Pending message that shares

@@ -89,14 +89,25 @@ func DefaultOptions() Options {
 
 // Setup registers every reconciler, with its field indexers, on mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	// One outbound client for every sender (tests, deliveries), so the SSRF
+	// policy is decided once and connections to a receiver are pooled.
+	out := outbound.New(outbound.Options{
+		AllowHTTP:    opts.AllowHTTP,
+		AllowedCIDRs: opts.AllowedTargetCIDRs,
+		UserAgent:    "labhook/" + opts.Version,
+	})
+	if err := (&WebhookConfigReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("labhook-webhookconfig"),
+		Outbound: out, Options: opts,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("webhookconfig controller: %w", err)
+	}
 	if err := (&LabResourceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up LabResource controller: %w", err)
 	}
 	if err := (&LabInterfaceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up LabInterface controller: %w", err)
 	}
-	out := outbound.New(outbound.Options{AllowHTTP: opts.AllowHTTP, AllowedCIDRs: opts.AllowedTargetCIDRs,
-		UserAgent: "labhook/" + opts.Version})
 	events := mgr.GetEventRecorder("labhook-outbox")
 	if err := (&OutgoingMessageReconciler{Client: mgr.GetClient(), Opts: opts, Outbound: out, Recorder: events}).
 		SetupWithManager(mgr); err != nil {

@@ -30,6 +30,10 @@ const (
 	// ConditionBacklogged is True on a WebhookConfig whose Pending backlog is
 	// past --backlog-warning.
 	ConditionBacklogged = "Backlogged"
+	// ConditionSecretRotation reports the last signing-secret rotation of a
+	// WebhookConfig: True while the previous secret still signs (grace
+	// period), False when a rotation request was refused. Absent otherwise.
+	ConditionSecretRotation = "SecretRotation"
 )
 
 // Condition reasons.
@@ -62,6 +66,8 @@ const (
 	ReasonRetrying            = "Retrying"
 	ReasonDelivered           = "Delivered"
 	ReasonExhausted           = "RetriesExhausted"
+	ReasonRotationGrace       = "PreviousSecretInGrace"
+	ReasonRotationRefused     = "RotationRefused"
 )
 
 // Annotations a person or a tool sets to ask for an action. Any new value
@@ -77,6 +83,19 @@ const (
 // messages created within the same second, since creationTimestamp has
 // second precision. Messages without it order by creationTimestamp, then name.
 const AnnotationCreatedAt = "labhook.io/created-at"
+
+// Annotations the WebhookConfig controller keeps on a generated signing
+// Secret, so a rotation is recorded next to the secrets it changed: a crash
+// between rotating the Secret and writing status never rotates twice.
+const (
+	// AnnotationRotatedForRequest is the rotate-secret-requested-at value
+	// the last rotation answered.
+	AnnotationRotatedForRequest = "labhook.io/rotated-for-request"
+	// AnnotationRotatedAt is when the last rotation happened (RFC 3339).
+	AnnotationRotatedAt = "labhook.io/rotated-at"
+	// AnnotationPreviousSecretExpiresAt is when previousSecret stops signing (RFC 3339).
+	AnnotationPreviousSecretExpiresAt = "labhook.io/previous-secret-expires-at"
+)
 
 // Annotations the webhookserver writes on what it applies from an incoming
 // message. Controllers compare AnnotationSourceSpecHash with the hash of the

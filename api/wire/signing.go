@@ -35,8 +35,37 @@ const (
 	HeaderWebhookSignature = standardwebhooks.HeaderWebhookSignature
 )
 
+// Verification failures, re-exported from the Standard Webhooks library so
+// receivers can tell them apart with errors.Is without importing it.
+var (
+	ErrRequiredHeaders     = standardwebhooks.ErrRequiredHeaders
+	ErrInvalidHeaders      = standardwebhooks.ErrInvalidHeaders
+	ErrNoMatchingSignature = standardwebhooks.ErrNoMatchingSignature
+	ErrMessageTooOld       = standardwebhooks.ErrMessageTooOld
+	ErrMessageTooNew       = standardwebhooks.ErrMessageTooNew
+)
+
 // SecretPrefix starts every signing secret labhook generates.
 const SecretPrefix = "whsec_"
+
+// MinSecretBytes is the shortest key Sign and Verify accept. It exists so
+// that a receiver whose secret is misconfigured as empty (an unset
+// environment variable) rejects every message instead of accepting
+// messages anyone can sign with the empty key.
+const MinSecretBytes = 16
+
+// ErrWeakSecret is returned for a secret that is not whsec_ + base64 of at
+// least MinSecretBytes bytes. The secret itself is never in the error.
+var ErrWeakSecret = errors.New("secret is not whsec_ + base64 of at least 16 bytes")
+
+// newWebhook parses a whsec_ secret, refusing keys too short to be secret.
+func newWebhook(secret string) (*standardwebhooks.Webhook, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, SecretPrefix))
+	if err != nil || len(key) < MinSecretBytes {
+		return nil, ErrWeakSecret
+	}
+	return standardwebhooks.NewWebhookRaw(key)
+}
 
 // GenerateSecret returns a new signing secret: "whsec_" + base64 of 32
 // random bytes.
@@ -57,10 +86,9 @@ func Sign(secrets []string, msgID string, ts time.Time, body []byte) (string, er
 	}
 	sigs := make([]string, 0, len(secrets))
 	for i, s := range secrets {
-		wh, err := standardwebhooks.NewWebhook(s)
+		wh, err := newWebhook(s)
 		if err != nil {
-			// The library's error does not include the secret.
-			return "", fmt.Errorf("sign: secret %d is not whsec_ + base64: %w", i, err)
+			return "", fmt.Errorf("sign: secret %d: %w", i, err)
 		}
 		sig, err := wh.Sign(msgID, ts, body)
 		if err != nil {
@@ -73,12 +101,15 @@ func Sign(secrets []string, msgID string, ts time.Time, body []byte) (string, er
 
 // Verify checks a received message against secret (a whsec_ value): the
 // webhook-id, webhook-timestamp and webhook-signature headers, the body,
-// and a timestamp within five minutes of now. Any one matching signature
-// suffices, so receivers keep working through a rotation.
+// and a timestamp within five minutes of now (which bounds replays; keep
+// the webhook-id of recent messages to drop duplicates). Any one matching
+// signature suffices, so receivers keep working through a rotation. Errors
+// wrap ErrNoMatchingSignature, ErrMessageTooOld, ErrMessageTooNew,
+// ErrRequiredHeaders, ErrInvalidHeaders or ErrWeakSecret.
 func Verify(secret string, headers http.Header, body []byte) error {
-	wh, err := standardwebhooks.NewWebhook(secret)
+	wh, err := newWebhook(secret)
 	if err != nil {
-		return fmt.Errorf("verify: secret is not whsec_ + base64: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
 	return wh.Verify(body, headers)
 }
