@@ -507,6 +507,29 @@ var _ = Describe("OutgoingMessage delivery", func() {
 			Expect(phaseOf(ctx, ns, fmt.Sprintf("m%d", i))()).To(Equal(labhookv1alpha1.MessagePending))
 		}
 		Eventually(func() float64 { return gaugeValue("labhook_messages_pending") }).Should(BeNumerically("==", 3))
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return whc.Labels[labhookv1alpha1.LabelState]
+		}).Should(Equal("invalid"))
+
+		By("the receiver recovering: a re-test passes and the waiting messages go out")
+		rc.setRespond(nil)
+		rc.mu.Lock()
+		rc.testStatus = http.StatusNoContent
+		rc.mu.Unlock()
+		for i := range 3 {
+			Eventually(phaseOf(ctx, ns, fmt.Sprintf("m%d", i))).Should(Equal(labhookv1alpha1.MessageDelivered))
+		}
+		Eventually(func() *metav1.Time {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return whc.Status.Deliveries.FailingSince
+		}).Should(BeNil())
+		Expect(whc.Status.Deliveries.LastSuccessTime).NotTo(BeNil())
+		Expect(whc.Status.State).To(Equal(labhookv1alpha1.StateValid))
+		Eventually(func() metav1.ConditionStatus {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionBacklogged).Status
+		}).Should(Equal(metav1.ConditionFalse))
 	})
 
 	It("loses no message when the manager stops in the middle of delivering", func() {
