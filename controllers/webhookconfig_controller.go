@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -241,35 +242,53 @@ func (r *WebhookConfigReconciler) reconcileDefault(ctx context.Context, whc *lab
 
 // --- secrets -------------------------------------------------------------------
 
-// reconcileSigningSecret returns the Secret to sign with, creating, adopting
-// and rotating the generated one as needed.
+// reconcileSigningSecret returns the Secret to sign with: the referenced
+// one, or the generated one, created, adopted and rotated as needed.
 func (r *WebhookConfigReconciler) reconcileSigningSecret(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, now time.Time, after *requeue) (*corev1.Secret, error) {
-	name := signingSecretName(whc)
-	whc.Status.SecretName = name
-	rotateReq := whc.Annotations[labhookv1alpha1.AnnotationRotateSecretRequestedAt]
-	rotateRequested := rotateReq != "" && rotateReq != whc.Status.LastHandledRotateRequest
+	whc.Status.SecretName = signingSecretName(whc)
+	if whc.Spec.SecretRef != nil {
+		return r.referencedSecret(ctx, whc)
+	}
+	return r.generatedSecret(ctx, whc, now, after)
+}
 
+// rotationRequest returns the rotate-secret-requested-at value when it has
+// not been handled yet.
+func rotationRequest(whc *labhookv1alpha1.WebhookConfig) (string, bool) {
+	req := whc.Annotations[labhookv1alpha1.AnnotationRotateSecretRequestedAt]
+	return req, req != "" && req != whc.Status.LastHandledRotateRequest
+}
+
+// referencedSecret reads the Secret the user owns. It never writes it, so a
+// rotation request is refused, with directions.
+func (r *WebhookConfigReconciler) referencedSecret(ctx context.Context, whc *labhookv1alpha1.WebhookConfig) (*corev1.Secret, error) {
+	name := whc.Spec.SecretRef.Name
+	whc.Status.Rotation = nil
+	if req, ok := rotationRequest(whc); ok {
+		whc.Status.LastHandledRotateRequest = req
+		msg := fmt.Sprintf("not rotated: spec.secretRef names Secret %s, which you own; change its key %q "+
+			"(put the old value in %q while receivers switch) instead", name,
+			labhookv1alpha1.SecretKeySigning, labhookv1alpha1.SecretKeyPreviousSigning)
+		setCondition(whc, labhookv1alpha1.ConditionSecretRotation, metav1.ConditionFalse, labhookv1alpha1.ReasonRotationRefused, msg)
+		r.event(whc, corev1.EventTypeWarning, labhookv1alpha1.ReasonRotationRefused, "RotateSecret", "Secret rotation %s", msg)
+	} else if c := meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionSecretRotation); c != nil && c.Reason != labhookv1alpha1.ReasonRotationRefused {
+		// Left over from a generated secret's rotation.
+		meta.RemoveStatusCondition(&whc.Status.Conditions, labhookv1alpha1.ConditionSecretRotation)
+	}
+	var secret corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: whc.Namespace, Name: name}, &secret); err != nil {
+		return nil, fmt.Errorf("signing secret %s: %w", name, err)
+	}
+	return &secret, nil
+}
+
+// generatedSecret keeps <name>-signing: created when missing, adopted and
+// repaired when it drifted, rotated on request, and rid of previousSecret
+// when the grace period is over; all in one write.
+func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, now time.Time, after *requeue) (*corev1.Secret, error) {
+	name := whc.Status.SecretName
 	var secret corev1.Secret
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: whc.Namespace, Name: name}, &secret)
-	if whc.Spec.SecretRef != nil {
-		// A Secret the user owns: read it, never write it.
-		whc.Status.Rotation = nil
-		if rotateRequested {
-			whc.Status.LastHandledRotateRequest = rotateReq
-			msg := fmt.Sprintf("not rotated: spec.secretRef names Secret %s, which you own; change its key %q "+
-				"(put the old value in %q while receivers switch) instead", name,
-				labhookv1alpha1.SecretKeySigning, labhookv1alpha1.SecretKeyPreviousSigning)
-			setCondition(whc, labhookv1alpha1.ConditionSecretRotation, metav1.ConditionFalse, labhookv1alpha1.ReasonRotationRefused, msg)
-			r.event(whc, corev1.EventTypeWarning, labhookv1alpha1.ReasonRotationRefused, "RotateSecret", "Secret rotation %s", msg)
-		} else if c := meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionSecretRotation); c != nil && c.Reason != labhookv1alpha1.ReasonRotationRefused {
-			meta.RemoveStatusCondition(&whc.Status.Conditions, labhookv1alpha1.ConditionSecretRotation)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("signing secret %s: %w", name, err)
-		}
-		return &secret, nil
-	}
-
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := r.createSigningSecret(ctx, whc, name, &secret); err != nil {
@@ -282,24 +301,25 @@ func (r *WebhookConfigReconciler) reconcileSigningSecret(ctx context.Context, wh
 	if err := r.adoptSigningSecret(whc, &secret); err != nil {
 		return nil, err
 	}
-	if rotateRequested {
-		if secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] != rotateReq {
-			if err := r.rotate(&secret, rotateReq, now); err != nil {
-				return nil, err
-			}
+	req, rotateRequested := rotationRequest(whc)
+	rotatedNow := rotateRequested && secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] != req
+	if rotatedNow {
+		if err := r.rotate(&secret, req, now); err != nil {
+			return nil, err
 		}
-		whc.Status.LastHandledRotateRequest = rotateReq
 	}
 	expireRotation(&secret, now)
 	if !equality.Semantic.DeepEqual(before, &secret) {
 		if err := r.Update(ctx, &secret); err != nil {
 			return nil, fmt.Errorf("update signing secret %s: %w", name, err)
 		}
-		if rotateRequested && secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] == rotateReq &&
-			before.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] != rotateReq {
-			r.event(whc, corev1.EventTypeNormal, "SecretRotated", "RotateSecret",
-				"Signing secret rotated; the previous one also signs until %s", secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
-		}
+	}
+	if rotateRequested {
+		whc.Status.LastHandledRotateRequest = req
+	}
+	if rotatedNow {
+		r.event(whc, corev1.EventTypeNormal, "SecretRotated", "RotateSecret",
+			"Signing secret rotated; the previous one also signs until %s", secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
 	}
 	r.reportRotation(whc, &secret, after)
 	return &secret, nil
@@ -443,10 +463,20 @@ func fingerprint(whc *labhookv1alpha1.WebhookConfig, secretName, signing, auth s
 
 // --- state and tests -------------------------------------------------------------
 
+// redactedURL is u for conditions and events, with any password in it
+// replaced: Events are readable more widely than the config itself.
+func redactedURL(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "the configured url"
+	}
+	return parsed.Redacted()
+}
+
 func (r *WebhookConfigReconciler) markDeactivated(whc *labhookv1alpha1.WebhookConfig) {
 	st := &whc.Status
 	if st.State != labhookv1alpha1.StateDeactivated {
-		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonDeactivated, "Deactivate", "Deactivated: nothing is delivered to %s", whc.Spec.URL)
+		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonDeactivated, "Deactivate", "Deactivated: nothing is delivered to %s", redactedURL(whc.Spec.URL))
 	}
 	st.State = labhookv1alpha1.StateDeactivated
 	st.TestedFingerprint = "" // reactivation makes it new and tests it
@@ -467,42 +497,58 @@ func (r *WebhookConfigReconciler) markDeactivated(whc *labhookv1alpha1.WebhookCo
 func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, fp string,
 	secrets []string, auth string, now time.Time, after *requeue) {
 	st := &whc.Status
-	requested := whc.Annotations[labhookv1alpha1.AnnotationTestRequestedAt]
-	testRequested := requested != "" && requested != st.LastHandledTestRequest
-
 	if fp != st.TestedFingerprint && st.State != labhookv1alpha1.StateNew {
 		st.State = labhookv1alpha1.StateNew
 		st.NextTestTime = nil
-		msg := "sending a test message to " + whc.Spec.URL
+		msg := "sending a test message to " + redactedURL(whc.Spec.URL)
 		setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionUnknown, labhookv1alpha1.ReasonTestPending, msg)
 		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, labhookv1alpha1.ReasonTestPending, msg)
 		return
 	}
-	due := st.State == labhookv1alpha1.StateNew || fp != st.TestedFingerprint || testRequested
-	if !due && st.State == labhookv1alpha1.StateInvalid {
-		if st.NextTestTime == nil {
-			// Made invalid elsewhere (failing deliveries): start the backoff.
-			st.NextTestTime = &metav1.Time{Time: now.Add(r.Options.TestBackoffMin)}
-		}
-		due = !now.Before(st.NextTestTime.Time)
-		if !due {
-			after.when(st.NextTestTime.Time)
-		}
-	}
-	if !due {
+	requested := whc.Annotations[labhookv1alpha1.AnnotationTestRequestedAt]
+	testRequested := requested != "" && requested != st.LastHandledTestRequest
+	if !testRequested && !r.testDue(st, fp, now, after) {
 		return
 	}
-
-	prevState := st.State
 	interval := r.nextBackoff(st)
 	result, id := r.sendTest(ctx, whc, secrets, auth)
-	st.LastTest = &labhookv1alpha1.WebhookConfigTest{
-		Time: metav1.NewTime(now), MessageID: id, HTTPStatus: int32(result.HTTPStatus),
-		Duration: metav1.Duration{Duration: result.Duration.Round(time.Millisecond)},
-	}
 	st.TestedFingerprint = fp
 	if requested != "" {
 		st.LastHandledTestRequest = requested
+	}
+	r.recordTest(whc, result, id, now, interval, testRequested, after)
+}
+
+// testDue says whether a test is due without being asked for: the config is
+// new, or it is invalid and its backoff has passed.
+func (r *WebhookConfigReconciler) testDue(st *labhookv1alpha1.WebhookConfigStatus, fp string, now time.Time, after *requeue) bool {
+	if st.State == labhookv1alpha1.StateNew || fp != st.TestedFingerprint {
+		return true
+	}
+	if st.State != labhookv1alpha1.StateInvalid {
+		return false
+	}
+	if st.NextTestTime == nil {
+		// Made invalid elsewhere (deliveries kept failing): start the backoff.
+		st.NextTestTime = &metav1.Time{Time: now.Add(r.Options.TestBackoffMin)}
+	}
+	if now.Before(st.NextTestTime.Time) {
+		after.when(st.NextTestTime.Time)
+		return false
+	}
+	return true
+}
+
+// recordTest turns a test's result into state, lastTest, Ready and an
+// event. Events mark state changes and answers to explicit requests, not
+// every backoff re-test.
+func (r *WebhookConfigReconciler) recordTest(whc *labhookv1alpha1.WebhookConfig, result outbound.Result, id string,
+	now time.Time, interval time.Duration, requested bool, after *requeue) {
+	st := &whc.Status
+	prevState := st.State
+	st.LastTest = &labhookv1alpha1.WebhookConfigTest{
+		Time: metav1.NewTime(now), MessageID: id, HTTPStatus: int32(result.HTTPStatus),
+		Duration: metav1.Duration{Duration: result.Duration.Round(time.Millisecond)},
 	}
 	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, labhookv1alpha1.ReasonSucceeded, "test message sent")
 	if result.OK() {
@@ -510,7 +556,7 @@ func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhoo
 		st.NextTestTime = nil
 		msg := fmt.Sprintf("test message %s answered HTTP %d in %s", id, result.HTTPStatus, st.LastTest.Duration.Duration)
 		setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionTrue, labhookv1alpha1.ReasonTestSucceeded, msg)
-		if prevState != labhookv1alpha1.StateValid || testRequested {
+		if prevState != labhookv1alpha1.StateValid || requested {
 			r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonTestSucceeded, "Test", "Valid: %s", msg)
 		}
 		return
@@ -522,7 +568,7 @@ func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhoo
 	after.when(next)
 	msg := fmt.Sprintf("test message %s failed: %v; next test at %s", id, result.Err, next.UTC().Format(time.RFC3339))
 	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, result.Reason, msg)
-	if prevState != labhookv1alpha1.StateInvalid || testRequested {
+	if prevState != labhookv1alpha1.StateInvalid || requested {
 		r.event(whc, corev1.EventTypeWarning, result.Reason, "Test", "Invalid: %s", msg)
 	}
 }
@@ -537,6 +583,11 @@ func (r *WebhookConfigReconciler) nextBackoff(st *labhookv1alpha1.WebhookConfigS
 		return lo
 	}
 	prev := st.NextTestTime.Sub(st.LastTest.Time.Time)
+	if prev <= 0 || prev > hi {
+		// Not a wait this reconciler set (say, invalidated by failing
+		// deliveries long after the last test): start over.
+		return lo
+	}
 	return min(max(2*prev, lo), hi)
 }
 
@@ -645,8 +696,11 @@ func (r *WebhookConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labhookv1alpha1.WebhookConfig{}).
-		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.configsForSecret)).
+		// Secrets are read uncached when reconciling, so their watches keep
+		// metadata only: a data change still bumps resourceVersion and
+		// wakes us, without caching every Secret's data in memory.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.configsForSecret)).
 		Watches(&labhookv1alpha1.WebhookConfig{}, handler.EnqueueRequestsFromMapFunc(r.otherDefaults),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A test can take up to timeoutSeconds (60s); one slow receiver

@@ -314,6 +314,32 @@ var _ = Describe("WebhookConfig controller", func() {
 		Consistently(rcv.count, "2500ms").Should(Equal(n), "a valid config is not re-tested")
 	})
 
+	It("re-tests a config invalidated by failing deliveries, keeping status.deliveries and Backlogged", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		startManager(ns, testOptions())
+		Expect(k8sClient.Create(ctx, newWHC(ns, "shared", rcv.URL))).To(Succeed())
+		Eventually(stateOf(ctx, ns, "shared")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+
+		By("the delivery reconciler invalidating it, as --invalidate-after does")
+		w := getWHC(ctx, ns, "shared")
+		base := w.DeepCopy()
+		w.Status.State = labhookv1alpha1.StateInvalid
+		w.Status.Deliveries = &labhookv1alpha1.DeliveryStats{ConsecutiveFailures: 5, LastError: "receiver answered HTTP 502"}
+		meta.SetStatusCondition(&w.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
+			Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonDeliveryFailing, Message: "failing for 24h"})
+		meta.SetStatusCondition(&w.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionBacklogged,
+			Status: metav1.ConditionTrue, Reason: labhookv1alpha1.ReasonBacklogged, Message: "12000 pending"})
+		Expect(k8sClient.Status().Patch(ctx, w, client.MergeFrom(base))).To(Succeed())
+
+		By("re-testing it after the backoff and leaving the delivery fields alone")
+		Eventually(stateOf(ctx, ns, "shared"), "10s").Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+		Expect(rcv.count()).To(Equal(2))
+		w = getWHC(ctx, ns, "shared")
+		Expect(w.Status.Deliveries).NotTo(BeNil())
+		Expect(w.Status.Deliveries.ConsecutiveFailures).To(BeEquivalentTo(5))
+		Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionBacklogged)).To(BeTrue())
+	})
+
 	It("re-tests on a new labhook.io/test-requested-at value and records it", func() {
 		rcv := newHookReceiver(http.StatusOK)
 		startManager(ns, testOptions())
