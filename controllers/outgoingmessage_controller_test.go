@@ -567,10 +567,13 @@ var _ = Describe("OutgoingMessage delivery", func() {
 			Eventually(phaseOf(ctx, ns, fmt.Sprintf("crash-%03d", i))).Should(Equal(labhookv1alpha1.MessageDelivered))
 		}
 		elapsed := time.Since(restarted)
+		ds := rc.deliveries()
+		firstAfter := ds[stoppedAt].at
+		lastAt := ds[len(ds)-1].at
 		dups := len(rc.ids()) - n
 		GinkgoWriter.Printf("crash test: %d POSTs had arrived at the stop, %d POSTs for %d messages, duplicates: %d; "+
-			"the new manager delivered the remaining %d in %s (cache sync included)\n",
-			stoppedAt, len(rc.ids()), n, dups, n-100, elapsed.Round(time.Millisecond))
+			"the new manager finished in %s, %d POSTs between its first and last in %s\n",
+			stoppedAt, len(rc.ids()), n, dups, elapsed.Round(time.Millisecond), len(ds)-stoppedAt, lastAt.Sub(firstAfter).Round(time.Millisecond))
 		AddReportEntry("crash duplicates", dups)
 	})
 })
