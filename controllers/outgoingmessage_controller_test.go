@@ -422,6 +422,19 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		Expect(rc.ids()).To(HaveLen(4))
 	})
 
+	It("fails once the next attempt would be past retry.maxAge", func() {
+		startManager(ns, opts)
+		validConfig(ctx, ns, "backend", rc.URL, func(w *labhookv1alpha1.WebhookConfig) {
+			w.Spec.Retry.MaxAge = &metav1.Duration{Duration: 2 * time.Second}
+		})
+		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+		Expect(k8sClient.Create(ctx, newMessage(ns, "old", "EVENT", "EXTENDED", "e1"))).To(Succeed())
+		Eventually(phaseOf(ctx, ns, "old")).Should(Equal(labhookv1alpha1.MessageFailed))
+		om := message(ctx, ns, "old")()
+		Expect(om.Status.Attempts).To(BeNumerically("<", 8), "maxAge, not maxAttempts, ended it")
+		Expect(om.Status.LastAttempt.Time.Sub(om.Status.History[0].Time.Time)).To(BeNumerically("<=", 2*time.Second))
+	})
+
 	It("waits as Pending until a config becomes valid, and respects eventTypes", func() {
 		startManager(ns, opts)
 		Expect(k8sClient.Create(ctx, newMessage(ns, "early", "ONDEMAND_COURSE", "CREATED", "course-1"))).To(Succeed())
