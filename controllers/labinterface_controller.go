@@ -24,6 +24,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -130,7 +131,8 @@ func (r *LabInterfaceReconciler) ensureMetadata(ctx context.Context, li *labhook
 }
 
 func equalMeta(a, b *labhookv1alpha1.LabInterface) bool {
-	return len(a.Finalizers) == len(b.Finalizers) && len(a.OwnerReferences) == len(b.OwnerReferences)
+	return equality.Semantic.DeepEqual(a.Finalizers, b.Finalizers) &&
+		equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 }
 
 // produce creates the CREATED or UPDATED message once the interface's

@@ -368,6 +368,19 @@ var _ = Describe("LabInterface producer and status", func() {
 		Eventually(readyStatus(ctx, li)).Should(Equal(metav1.ConditionFalse))
 	})
 
+	It("does not echo an interface the webhookserver applied", func() {
+		lr := vm(ns, "r", "25f377ac")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		li := iface("web", labhookv1alpha1.InterfaceWebPage, "r", ptr.To[int32](8080))
+		li.Annotations = echo.Mark("src-1", "2020-10-05T08:36:09+00:00", li.Spec)
+		Expect(k8sClient.Create(ctx, li)).To(Succeed())
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+			return li.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(1))
+		Expect(summaries(ctx, ns)()).To(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"25f377ac"}}}))
+	})
+
 	It("sends INTERFACE CREATED, UPDATED and DELETED with [resource id, interface name]", func() {
 		lr := vm(ns, "r", "25f377ac")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())

@@ -147,6 +147,12 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if werr := r.writeStatus(ctx, orig, om); werr != nil {
 		return ctrl.Result{}, werr
 	}
+	if c := meta.FindStatusCondition(om.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil &&
+		c.Reason == labhookv1alpha1.ReasonExhausted && orig.Status.Phase != labhookv1alpha1.MessageFailed {
+		// Once per exhausted round, after the Failed phase is recorded.
+		r.Recorder.Eventf(om, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonExhausted, "Deliver",
+			"gave up after %d attempts: %s", om.Status.Attempts, om.Status.LastAttempt.Error)
+	}
 	return res, err
 }
 
@@ -234,76 +240,88 @@ func (r *OutgoingMessageReconciler) deliver(ctx context.Context, om *labhookv1al
 
 // attempt POSTs the message once and records the outcome.
 func (r *OutgoingMessageReconciler) attempt(ctx context.Context, om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig) (ctrl.Result, error) {
-	secrets, err := SigningSecrets(ctx, r.Client, whc)
+	req, err := r.request(ctx, om, whc)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("signing secrets of %s: %w", whc.Name, err)
-	}
-	authz, err := AuthorizationValue(ctx, r.Client, whc)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("authorization of %s: %w", whc.Name, err)
-	}
-	body, err := renderBody(om, r.Opts.CallbackURL)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("render %s: %w", om.Name, err)
-	}
-	timeout := 15 * time.Second
-	if whc.Spec.TimeoutSeconds > 0 {
-		timeout = time.Duration(whc.Spec.TimeoutSeconds) * time.Second
+		setPending(om, labhookv1alpha1.ReasonSecretError, err.Error())
+		return ctrl.Result{}, err
 	}
 	start := time.Now()
-	res := r.Outbound.Send(ctx, outbound.Request{URL: whc.Spec.URL, MessageID: om.Name, Body: body,
-		Secrets: secrets, Authorization: authz, Timeout: timeout})
+	res := r.Outbound.Send(ctx, req)
 	if ctx.Err() != nil {
 		// The manager is stopping: the outcome is unknown and the next
 		// leader will send again (at least once).
 		return ctrl.Result{}, ctx.Err()
 	}
 	deliveryDuration.Observe(res.Duration.Seconds())
-	st := &om.Status
 	a := labhookv1alpha1.DeliveryAttempt{Time: metav1.NewTime(start), HTTPStatus: int32(res.HTTPStatus),
 		Duration: metav1.Duration{Duration: res.Duration}}
 	if !res.OK() {
 		a.Error = attemptError(res)
 	}
+	st := &om.Status
 	st.Attempts++
 	st.LastAttempt = a.DeepCopy()
 	st.History = append(st.History, a)
 	if n := len(st.History); n > historyLimit {
 		st.History = slices.Clone(st.History[n-historyLimit:])
 	}
-
 	if res.OK() {
 		deliveriesTotal.WithLabelValues(resultSuccess).Inc()
+		r.rollup(ctx, whc, true, start, "")
 		st.Phase = labhookv1alpha1.MessageDelivered
 		st.DeliveredTime = &a.Time
 		st.NextAttemptTime = nil
 		setReady(om, metav1.ConditionTrue, labhookv1alpha1.ReasonDelivered,
 			fmt.Sprintf("delivered to %s (HTTP %d)", whc.Name, res.HTTPStatus))
-		r.rollup(ctx, whc, true, start, "")
 		return ctrl.Result{RequeueAfter: r.Opts.MessageRetention}, nil
 	}
-
 	deliveriesTotal.WithLabelValues(res.Reason).Inc()
 	r.rollup(ctx, whc, false, start, a.Error)
+	return r.scheduleRetry(om, whc, res.RetryAfter), nil
+}
+
+// request builds the signed POST of om to whc.
+func (r *OutgoingMessageReconciler) request(ctx context.Context, om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig) (outbound.Request, error) {
+	secrets, err := SigningSecrets(ctx, r.Client, whc)
+	if err != nil {
+		return outbound.Request{}, fmt.Errorf("signing secret of WebhookConfig %s: %w", whc.Name, err)
+	}
+	authz, err := AuthorizationValue(ctx, r.Client, whc)
+	if err != nil {
+		return outbound.Request{}, fmt.Errorf("authorization of WebhookConfig %s: %w", whc.Name, err)
+	}
+	body, err := renderBody(om, r.Opts.CallbackURL)
+	if err != nil {
+		return outbound.Request{}, fmt.Errorf("render %s: %w", om.Name, err)
+	}
+	timeout := outbound.DefaultTimeout
+	if whc.Spec.TimeoutSeconds > 0 {
+		timeout = time.Duration(whc.Spec.TimeoutSeconds) * time.Second
+	}
+	return outbound.Request{URL: whc.Spec.URL, MessageID: om.Name, Body: body,
+		Secrets: secrets, Authorization: authz, Timeout: timeout}, nil
+}
+
+// scheduleRetry sets the next attempt after a failed one, or marks the
+// message Failed when the config's retry bounds are reached.
+func (r *OutgoingMessageReconciler) scheduleRetry(om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig, retryAfter time.Duration) ctrl.Result {
+	st := &om.Status
 	maxAttempts, maxAge := retryBounds(whc)
-	delay := r.retryDelay(st.Attempts, res.RetryAfter)
 	// status keeps times to the second: round up, so the stored time is
 	// never earlier than the schedule asks.
-	next := ceilSecond(time.Now().Add(delay))
-	delay = time.Until(next)
+	next := ceilSecond(time.Now().Add(r.retryDelay(st.Attempts, retryAfter)))
 	if st.Attempts >= maxAttempts || next.After(roundStart(st).Add(maxAge)) {
 		st.Phase = labhookv1alpha1.MessageFailed
 		st.NextAttemptTime = nil
-		msg := fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, a.Error)
-		setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonExhausted, msg)
-		r.Recorder.Eventf(om, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonExhausted, "Deliver", msg)
-		return ctrl.Result{RequeueAfter: r.Opts.FailedRetention}, nil
+		setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonExhausted,
+			fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, st.LastAttempt.Error))
+		return ctrl.Result{RequeueAfter: r.Opts.FailedRetention}
 	}
 	st.Phase = labhookv1alpha1.MessagePending
 	st.NextAttemptTime = &metav1.Time{Time: next}
-	setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonRetrying,
-		fmt.Sprintf("attempt %d failed: %s; next attempt at %s", st.Attempts, a.Error, next.UTC().Format(time.RFC3339)))
-	return ctrl.Result{RequeueAfter: delay}, nil
+	setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonRetrying, fmt.Sprintf("attempt %d failed: %s; next attempt at %s",
+		st.Attempts, st.LastAttempt.Error, next.UTC().Format(time.RFC3339)))
+	return ctrl.Result{RequeueAfter: time.Until(next)}
 }
 
 // retryDelay is the wait before the attempt after attempts: the schedule's
@@ -386,31 +404,11 @@ func (r *OutgoingMessageReconciler) resolveTarget(ctx context.Context, om *labho
 		}
 		return whc, "", nil
 	}
-	whc, err := namespaceDefault(ctx, r.Client, om.Namespace)
+	whc, err := DefaultWebhookConfig(ctx, r.Client, om.Namespace)
 	if err != nil || whc == nil {
 		return nil, "no WebhookConfig in this namespace is the default (spec.default: true)", err
 	}
 	return whc, "", nil
-}
-
-// namespaceDefault is the oldest WebhookConfig of ns with spec.default.
-func namespaceDefault(ctx context.Context, c client.Reader, ns string) (*labhookv1alpha1.WebhookConfig, error) {
-	var list labhookv1alpha1.WebhookConfigList
-	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
-		return nil, err
-	}
-	var best *labhookv1alpha1.WebhookConfig
-	for i := range list.Items {
-		w := &list.Items[i]
-		if !w.Spec.Default {
-			continue
-		}
-		if best == nil || w.CreationTimestamp.Before(&best.CreationTimestamp) ||
-			(w.CreationTimestamp.Equal(&best.CreationTimestamp) && w.Name < best.Name) {
-			best = w
-		}
-	}
-	return best, nil
 }
 
 // earlierPending returns the name of an older Pending message that shares

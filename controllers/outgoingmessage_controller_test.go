@@ -422,6 +422,19 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		Expect(rc.ids()).To(HaveLen(4))
 	})
 
+	It("fails once the next attempt would be past retry.maxAge", func() {
+		startManager(ns, opts)
+		validConfig(ctx, ns, "backend", rc.URL, func(w *labhookv1alpha1.WebhookConfig) {
+			w.Spec.Retry.MaxAge = &metav1.Duration{Duration: 2 * time.Second}
+		})
+		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+		Expect(k8sClient.Create(ctx, newMessage(ns, "old", "EVENT", "EXTENDED", "e1"))).To(Succeed())
+		Eventually(phaseOf(ctx, ns, "old")).Should(Equal(labhookv1alpha1.MessageFailed))
+		om := message(ctx, ns, "old")()
+		Expect(om.Status.Attempts).To(BeNumerically("<", 8), "maxAge, not maxAttempts, ended it")
+		Expect(om.Status.LastAttempt.Time.Sub(om.Status.History[0].Time.Time)).To(BeNumerically("<=", 2*time.Second))
+	})
+
 	It("waits as Pending until a config becomes valid, and respects eventTypes", func() {
 		startManager(ns, opts)
 		Expect(k8sClient.Create(ctx, newMessage(ns, "early", "ONDEMAND_COURSE", "CREATED", "course-1"))).To(Succeed())
@@ -507,6 +520,29 @@ var _ = Describe("OutgoingMessage delivery", func() {
 			Expect(phaseOf(ctx, ns, fmt.Sprintf("m%d", i))()).To(Equal(labhookv1alpha1.MessagePending))
 		}
 		Eventually(func() float64 { return gaugeValue("labhook_messages_pending") }).Should(BeNumerically("==", 3))
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return whc.Labels[labhookv1alpha1.LabelState]
+		}).Should(Equal("invalid"))
+
+		By("the receiver recovering: a re-test passes and the waiting messages go out")
+		rc.setRespond(nil)
+		rc.mu.Lock()
+		rc.testStatus = http.StatusNoContent
+		rc.mu.Unlock()
+		for i := range 3 {
+			Eventually(phaseOf(ctx, ns, fmt.Sprintf("m%d", i))).Should(Equal(labhookv1alpha1.MessageDelivered))
+		}
+		Eventually(func() *metav1.Time {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return whc.Status.Deliveries.FailingSince
+		}).Should(BeNil())
+		Expect(whc.Status.Deliveries.LastSuccessTime).NotTo(BeNil())
+		Expect(whc.Status.State).To(Equal(labhookv1alpha1.StateValid))
+		Eventually(func() metav1.ConditionStatus {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+			return meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionBacklogged).Status
+		}).Should(Equal(metav1.ConditionFalse))
 	})
 
 	It("loses no message when the manager stops in the middle of delivering", func() {
@@ -533,6 +569,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		stoppedAt := len(rc.ids())
 		close(release)
 
+		restarted := time.Now()
 		startManager(ns, opts)
 		Eventually(func() int {
 			rc.mu.Lock()
@@ -542,8 +579,14 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		for i := range n {
 			Eventually(phaseOf(ctx, ns, fmt.Sprintf("crash-%03d", i))).Should(Equal(labhookv1alpha1.MessageDelivered))
 		}
+		elapsed := time.Since(restarted)
+		ds := rc.deliveries()
+		firstAfter := ds[stoppedAt].at
+		lastAt := ds[len(ds)-1].at
 		dups := len(rc.ids()) - n
-		GinkgoWriter.Printf("crash test: %d POSTs had arrived at the stop, %d POSTs for %d messages, duplicates: %d\n", stoppedAt, len(rc.ids()), n, dups)
+		GinkgoWriter.Printf("crash test: %d POSTs had arrived at the stop, %d POSTs for %d messages, duplicates: %d; "+
+			"the new manager finished in %s, %d POSTs between its first and last in %s\n",
+			stoppedAt, len(rc.ids()), n, dups, elapsed.Round(time.Millisecond), len(ds)-stoppedAt, lastAt.Sub(firstAfter).Round(time.Millisecond))
 		AddReportEntry("crash duplicates", dups)
 	})
 })
