@@ -81,6 +81,7 @@ type bench struct {
 	binaries    map[string]string // cmd name -> path
 	missing     map[string]error  // cmd name -> why it is not available
 	standIn     bool              // a WebhookConfig was marked valid by the benchmark
+	managerArgs []string          // extra manager flags, for experiments
 }
 
 func (b *bench) binary(name string) (string, error) {
@@ -103,6 +104,10 @@ func main() {
 	flag.DurationVar(&b.duration, "duration", 15*time.Second, "How long each side of the incoming benchmark runs.")
 	flag.IntVar(&b.changes, "changes", 500, "LabResource spec changes in the outgoing benchmark.")
 	flag.IntVar(&b.objects, "objects", 10000, "LabResources, LabInterfaces and OutgoingMessages each in the memory benchmark.")
+	flag.Func("manager-arg", "An extra manager flag for experiments, e.g. --max-retained-messages=100000 (repeatable).", func(v string) error {
+		b.managerArgs = append(b.managerArgs, v)
+		return nil
+	})
 	keep := flag.Bool("keep", false, "Keep the temporary directory (logs, kubeconfig).")
 	flag.Func("binary", "name=path: measure a prebuilt binary instead of building cmd/<name>, e.g. manager=/tmp/manager (repeatable).", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")

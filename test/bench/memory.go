@@ -113,7 +113,7 @@ func managerRSS(ctx context.Context, b *bench, ns string, n int, res *result) er
 		return err
 	}
 	start := time.Now()
-	mgr, err := stack.Manager(bin, b.cl.Kubeconfig, b.logPath("manager-memory"), "--metrics-bind-address="+maddr)
+	mgr, err := stack.Manager(bin, b.cl.Kubeconfig, b.logPath("manager-memory"), append([]string{"--metrics-bind-address=" + maddr}, b.managerArgs...)...)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,7 @@ func startManager(b *bench, name string) (*process.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	return stack.Manager(bin, b.cl.Kubeconfig, b.logPath(name))
+	return stack.Manager(bin, b.cl.Kubeconfig, b.logPath(name), b.managerArgs...)
 }
 
 func waitValid(ctx context.Context, b *bench, ns, name string) error {
