@@ -71,8 +71,13 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 	if err != nil {
 		return []result{res}, err
 	}
-	ws, wsURL, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-incoming"),
-		"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000")
+	// No rate limit in a throughput benchmark; no client-side throttling
+	// either, when the binary has those flags.
+	args := []string{"--rate-limit=1000000"}
+	if stack.HasFlag(bin, "kube-api-qps") {
+		args = append(args, "--kube-api-qps=5000", "--kube-api-burst=10000")
+	}
+	ws, wsURL, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-incoming"), args...)
 	if err != nil {
 		res.note = err.Error()
 		return []result{res}, err
