@@ -68,14 +68,14 @@ type producedMessage struct {
 }
 
 // ensureMessage creates the OutgoingMessage for m about obj unless it exists
-// already, and returns its reference. AlreadyExists is success: the name is
-// deterministic, so it can only be the same message. In a terminating
-// namespace it returns nil and no error.
+// already, and returns its reference and whether it existed. AlreadyExists is
+// success: the name is deterministic, so it can only be the same message. In
+// a terminating namespace it returns nil and no error.
 func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgType string,
-	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.MessageReference, error) {
+	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.MessageReference, bool, error) {
 	raw, err := json.Marshal(m.context)
 	if err != nil {
-		return nil, fmt.Errorf("render context: %w", err)
+		return nil, false, fmt.Errorf("render context: %w", err)
 	}
 	name := messageName(msgType, m.status, string(obj.GetUID()), m.trigger)
 	om := &labhookv1alpha1.OutgoingMessage{
@@ -96,16 +96,17 @@ func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgT
 			WebhookConfigRef: ref.DeepCopy(),
 		},
 	}
-	if err := c.Create(ctx, om); err != nil && !apierrors.IsAlreadyExists(err) {
-		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-			// The organisation is being deleted, and its outbox with it:
-			// nothing could deliver the message, and holding the object
-			// would hold the namespace deletion forever.
-			return nil, nil
-		}
-		return nil, fmt.Errorf("create OutgoingMessage %s: %w", name, err)
+	err = c.Create(ctx, om)
+	switch {
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The organisation is being deleted, and its outbox with it:
+		// nothing could deliver the message, and holding the object
+		// would hold the namespace deletion forever.
+		return nil, false, nil
+	case err != nil && !apierrors.IsAlreadyExists(err):
+		return nil, false, fmt.Errorf("create OutgoingMessage %s: %w", name, err)
 	}
-	return &labhookv1alpha1.MessageReference{Name: name, Status: m.status}, nil
+	return &labhookv1alpha1.MessageReference{Name: name, Status: m.status}, err != nil, nil
 }
 
 // messageContext is the context of a RESOURCE or INTERFACE message: which

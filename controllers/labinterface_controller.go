@@ -142,17 +142,29 @@ func (r *LabInterfaceReconciler) produce(ctx context.Context, li *labhookv1alpha
 	if st.ResourceID == "" || (st.ObservedGeneration == li.Generation && st.ObservedGeneration != 0) {
 		return nil
 	}
-	if !echo.IsEcho(li, li.Spec) {
-		status, trigger := wire.StatusUpdated, generationTrigger(li.Generation)
-		if st.ObservedGeneration == 0 {
-			status, trigger = wire.StatusCreated, triggerCreated
-		}
-		ref, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef, interfaceMessage(li, status, trigger))
-		if err != nil {
-			return err
-		}
+	emit := func(status, trigger string) (bool, error) {
+		ref, existed, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef,
+			interfaceMessage(li, status, trigger))
 		if ref != nil {
 			st.LastMessage = ref
+		}
+		return existed, err
+	}
+	if !echo.IsEcho(li, li.Spec) {
+		// As for resources: a CREATED that already existed may be for an
+		// older spec whose recording was lost, so UPDATED follows it.
+		sendUpdate := true
+		if st.ObservedGeneration == 0 {
+			existed, err := emit(wire.StatusCreated, triggerCreated)
+			if err != nil {
+				return err
+			}
+			sendUpdate = existed && li.Generation > 1
+		}
+		if sendUpdate {
+			if _, err := emit(wire.StatusUpdated, generationTrigger(li.Generation)); err != nil {
+				return err
+			}
 		}
 	}
 	st.ObservedGeneration = li.Generation
@@ -177,7 +189,7 @@ func (r *LabInterfaceReconciler) finalize(ctx context.Context, li *labhookv1alph
 		return nil
 	}
 	if li.Status.ObservedGeneration > 0 && li.Status.ResourceID != "" && !echo.IsEchoDelete(li) {
-		if _, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef,
+		if _, _, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef,
 			interfaceMessage(li, wire.StatusDeleted, triggerDeleted)); err != nil {
 			return err
 		}

@@ -83,29 +83,34 @@ func (r *LabResourceReconciler) produce(ctx context.Context, lr *labhookv1alpha1
 		return nil
 	}
 	isEcho := echo.IsEcho(lr, lr.Spec)
-	emit := func(status, trigger string) error {
+	emit := func(status, trigger string) (existed bool, err error) {
 		if isEcho {
-			return nil
+			return false, nil
 		}
-		ref, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
+		ref, existed, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
 			status:    status,
 			trigger:   trigger,
 			entityIDs: []string{lr.Spec.ID},
 			context:   resourceContext(lr),
 		})
-		if err != nil {
-			return err
-		}
 		if ref != nil {
 			st.LastMessage = ref
 		}
-		return nil
+		return existed, err
 	}
 	switch {
 	case st.ObservedGeneration == 0:
 		// CREATED carries the whole spec, restart/replace requests included.
-		if err := emit(wire.StatusCreated, triggerCreated); err != nil {
+		existed, err := emit(wire.StatusCreated, triggerCreated)
+		if err != nil {
 			return err
+		}
+		if existed && lr.Generation > 1 {
+			// CREATED went out earlier and recording it was lost, maybe for
+			// an older spec: follow it with this generation's UPDATED.
+			if _, err := emit(wire.StatusUpdated, generationTrigger(lr.Generation)); err != nil {
+				return err
+			}
 		}
 	default:
 		// A write that sets a new restart or replace time is that request;
@@ -113,21 +118,21 @@ func (r *LabResourceReconciler) produce(ctx context.Context, lr *labhookv1alpha1
 		// no separate UPDATED is sent for it.
 		requested := false
 		if t := lr.Spec.RestartRequestedAt; t != nil && !t.Equal(st.HandledRestartRequestedAt) {
-			if err := emit(wire.StatusRestarted, timeTrigger(t)); err != nil {
+			if _, err := emit(wire.StatusRestarted, timeTrigger(t)); err != nil {
 				return err
 			}
 			st.HandledRestartRequestedAt = t.DeepCopy()
 			requested = true
 		}
 		if t := lr.Spec.ReplaceRequestedAt; t != nil && !t.Equal(st.HandledReplaceRequestedAt) {
-			if err := emit(wire.StatusReplaced, timeTrigger(t)); err != nil {
+			if _, err := emit(wire.StatusReplaced, timeTrigger(t)); err != nil {
 				return err
 			}
 			st.HandledReplaceRequestedAt = t.DeepCopy()
 			requested = true
 		}
 		if !requested {
-			if err := emit(wire.StatusUpdated, generationTrigger(lr.Generation)); err != nil {
+			if _, err := emit(wire.StatusUpdated, generationTrigger(lr.Generation)); err != nil {
 				return err
 			}
 		}
@@ -145,7 +150,7 @@ func (r *LabResourceReconciler) finalize(ctx context.Context, lr *labhookv1alpha
 		return nil
 	}
 	if lr.Status.ObservedGeneration > 0 && !echo.IsEchoDelete(lr) {
-		if _, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
+		if _, _, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
 			status:    wire.StatusDeleted,
 			trigger:   triggerDeleted,
 			entityIDs: []string{lr.Spec.ID},

@@ -116,14 +116,15 @@ func readyStatus(ctx context.Context, obj client.Object) func() metav1.Condition
 
 var _ = Describe("LabResource producer", func() {
 	var (
-		ctx context.Context
-		ns  string
+		ctx     context.Context
+		ns      string
+		stopAll func()
 	)
 	BeforeEach(func() {
 		SetDefaultEventuallyTimeout(15 * time.Second)
 		ctx = context.Background()
 		ns = newNamespace(ctx)
-		startManager(ns, testOptions())
+		stopAll = startManager(ns, testOptions())
 	})
 
 	It("sends CREATED, UPDATED, RESTARTED, REPLACED and DELETED for the rows of SPEC §2.5", func() {
@@ -198,6 +199,28 @@ var _ = Describe("LabResource producer", func() {
 		}).Should(BeEquivalentTo(1))
 		Expect(lr.Status.LastMessage.Name).To(Equal(msg.Name))
 		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
+	})
+
+	It("follows a CREATED whose recording was lost with UPDATED when the spec changed meanwhile", func() {
+		lr := vm(ns, "r5", "9a8b7c")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		Eventually(summaries(ctx, ns)).Should(HaveLen(1))
+		Eventually(func() int64 {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			return lr.Status.ObservedGeneration
+		}).Should(BeEquivalentTo(1))
+		stopAll()
+
+		By("a spec change while the status write of CREATED is lost")
+		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.Name = "changed meanwhile" })
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+			lr.Status.ObservedGeneration = 0
+			return k8sClient.Status().Update(ctx, lr)
+		})).To(Succeed())
+		startManager(ns, testOptions())
+		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{
+			{"RESOURCE", "CREATED", []string{"9a8b7c"}}, {"RESOURCE", "UPDATED", []string{"9a8b7c"}}}))
 	})
 
 	It("sends nothing for status-only changes, and Ready follows the phase", func() {

@@ -427,7 +427,9 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		validConfig(ctx, ns, "backend", rc.URL, func(w *labhookv1alpha1.WebhookConfig) {
 			w.Spec.Retry.MaxAge = &metav1.Duration{Duration: 2 * time.Second}
 		})
-		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
 		Expect(k8sClient.Create(ctx, newMessage(ns, "old", "EVENT", "EXTENDED", "e1"))).To(Succeed())
 		Eventually(phaseOf(ctx, ns, "old")).Should(Equal(labhookv1alpha1.MessageFailed))
 		om := message(ctx, ns, "old")()
