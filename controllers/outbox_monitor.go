@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,8 @@ type outboxMonitor struct {
 	recorder recorder.EventRecorder
 	warning  int
 	interval time.Duration
+	// maxRetained bounds Delivered messages per namespace; 0 means no cap.
+	maxRetained int
 }
 
 // Start counts until ctx ends.
@@ -54,6 +57,9 @@ func (m *outboxMonitor) Start(ctx context.Context) error {
 		case <-t.C:
 			if err := m.count(ctx); err != nil {
 				log.FromContext(ctx).Info("could not count the outbox", "error", err.Error())
+			}
+			if err := m.capDelivered(ctx); err != nil {
+				log.FromContext(ctx).Info("could not prune Delivered messages", "error", err.Error())
 			}
 		}
 	}
@@ -120,6 +126,46 @@ func (m *outboxMonitor) markBacklog(ctx context.Context, whc *labhookv1alpha1.We
 	if over {
 		m.recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonBacklogged, "Count",
 			"%d messages are Pending, past --backlog-warning=%d", n, m.warning)
+	}
+	return nil
+}
+
+// capDelivered keeps at most maxRetained Delivered messages per namespace,
+// deleting the oldest deliveries first. One pruner on the leader, not every
+// delivery worker, so deletes are never raced or repeated.
+func (m *outboxMonitor) capDelivered(ctx context.Context) error {
+	if m.maxRetained <= 0 {
+		return nil
+	}
+	var list labhookv1alpha1.OutgoingMessageList
+	if err := m.client.List(ctx, &list, client.MatchingFields{indexMessagePhase: string(labhookv1alpha1.MessageDelivered)},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("list Delivered messages: %w", err)
+	}
+	byNamespace := map[string][]*labhookv1alpha1.OutgoingMessage{}
+	for i := range list.Items {
+		om := &list.Items[i]
+		byNamespace[om.Namespace] = append(byNamespace[om.Namespace], om)
+	}
+	for _, items := range byNamespace {
+		excess := len(items) - m.maxRetained
+		if excess <= 0 {
+			continue
+		}
+		slices.SortFunc(items, func(a, b *labhookv1alpha1.OutgoingMessage) int {
+			if c := deliveredAt(a).Compare(deliveredAt(b)); c != 0 {
+				return c
+			}
+			if before(a, b) {
+				return -1
+			}
+			return 1
+		})
+		for _, om := range items[:excess] {
+			if err := deleteMessage(ctx, m.client, om); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -471,20 +471,19 @@ func setReady(om *labhookv1alpha1.OutgoingMessage, status metav1.ConditionStatus
 		Status: status, Reason: reason, Message: msg, ObservedGeneration: om.Generation})
 }
 
-// retainDelivered deletes a Delivered message after MessageRetention, and
-// the namespace's oldest Delivered ones beyond MaxRetainedMessages.
+// retainDelivered deletes a Delivered message after MessageRetention. The
+// per-namespace cap (MaxRetainedMessages) is the outbox monitor's job: done
+// here, every worker raced to delete the same oldest messages on every
+// delivery, which bounded throughput (make bench, outgoing).
 func (r *OutgoingMessageReconciler) retainDelivered(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) (ctrl.Result, error) {
 	at := om.CreationTimestamp.Time
 	if om.Status.DeliveredTime != nil {
 		at = om.Status.DeliveredTime.Time
 	}
 	if left := time.Until(at.Add(r.Opts.MessageRetention)); left > 0 {
-		if err := r.capDelivered(ctx, om.Namespace); err != nil {
-			return ctrl.Result{}, err
-		}
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
-	return ctrl.Result{}, r.deleteMessage(ctx, om)
+	return ctrl.Result{}, deleteMessage(ctx, r.Client, om)
 }
 
 // retainFailed deletes a Failed message FailedRetention after its last attempt.
@@ -498,44 +497,7 @@ func (r *OutgoingMessageReconciler) retainFailed(ctx context.Context, om *labhoo
 	if left := time.Until(at.Add(r.Opts.FailedRetention)); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
-	return ctrl.Result{}, r.deleteMessage(ctx, om)
-}
-
-// capDelivered keeps at most MaxRetainedMessages Delivered messages in ns,
-// deleting the oldest deliveries first.
-func (r *OutgoingMessageReconciler) capDelivered(ctx context.Context, ns string) error {
-	if r.Opts.MaxRetainedMessages <= 0 {
-		return nil
-	}
-	var list labhookv1alpha1.OutgoingMessageList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexMessagePhase: string(labhookv1alpha1.MessageDelivered)},
-		client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("list Delivered messages: %w", err)
-	}
-	excess := len(list.Items) - r.Opts.MaxRetainedMessages
-	if excess <= 0 {
-		return nil
-	}
-	items := make([]*labhookv1alpha1.OutgoingMessage, len(list.Items))
-	for i := range list.Items {
-		items[i] = &list.Items[i]
-	}
-	slices.SortFunc(items, func(a, b *labhookv1alpha1.OutgoingMessage) int {
-		ta, tb := deliveredAt(a), deliveredAt(b)
-		if c := ta.Compare(tb); c != 0 {
-			return c
-		}
-		if before(a, b) {
-			return -1
-		}
-		return 1
-	})
-	for _, o := range items[:excess] {
-		if err := r.deleteMessage(ctx, o); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ctrl.Result{}, deleteMessage(ctx, r.Client, om)
 }
 
 func deliveredAt(om *labhookv1alpha1.OutgoingMessage) time.Time {
@@ -545,9 +507,9 @@ func deliveredAt(om *labhookv1alpha1.OutgoingMessage) time.Time {
 	return om.CreationTimestamp.Time
 }
 
-func (r *OutgoingMessageReconciler) deleteMessage(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) error {
+func deleteMessage(ctx context.Context, c client.Writer, om *labhookv1alpha1.OutgoingMessage) error {
 	gone := &labhookv1alpha1.OutgoingMessage{ObjectMeta: metav1.ObjectMeta{Namespace: om.Namespace, Name: om.Name}}
-	if err := r.Delete(ctx, gone, client.Preconditions{UID: &om.UID}); client.IgnoreNotFound(err) != nil {
+	if err := c.Delete(ctx, gone, client.Preconditions{UID: &om.UID}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("delete %s: %w", om.Name, err)
 	}
 	return nil

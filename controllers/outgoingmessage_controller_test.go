@@ -472,6 +472,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 
 	It("keeps at most --max-retained-messages Delivered messages, the newest", func() {
 		opts.MaxRetainedMessages = 3
+		opts.MonitorInterval = 200 * time.Millisecond
 		startManager(ns, opts)
 		validConfig(ctx, ns, "backend", rc.URL, nil)
 		for i := range 6 {

@@ -114,7 +114,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("set up OutgoingMessage controller: %w", err)
 	}
 	if err := mgr.Add(&outboxMonitor{client: mgr.GetClient(), recorder: events, warning: opts.BacklogWarning,
-		interval: opts.MonitorInterval}); err != nil {
+		interval: opts.MonitorInterval, maxRetained: opts.MaxRetainedMessages}); err != nil {
 		return fmt.Errorf("add outbox monitor: %w", err)
 	}
 	return nil

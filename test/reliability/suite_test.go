@@ -102,7 +102,7 @@ func newNamespace(ctx context.Context, prefix string) string {
 func logPath(name string) string { return filepath.Join(tmp, name+".log") }
 
 // report prints a figure both to the test output and to the summary that
-// test/README-performance.md quotes.
+// the README's Performance and reliability section quotes.
 func report(format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
 	GinkgoWriter.Println("RELIABILITY " + line)
