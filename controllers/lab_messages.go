@@ -173,16 +173,11 @@ func resourceWire(spec labhookv1alpha1.LabResourceSpec) wireResource {
 // wireInterface is a LabInterfaceSpec in seed 000's form. It carries the
 // authentication type only: credentials never leave their Secret.
 type wireInterface struct {
-	Name       string               `json:"name"`
-	Type       string               `json:"type"`
-	Region     string               `json:"region"`
-	ResourceID string               `json:"resource_id"`
-	Config     *wireInterfaceConfig `json:"config,omitempty"`
-}
-
-type wireInterfaceConfig struct {
-	Port           *int32              `json:"port,omitempty"`
-	Authentication *wireAuthentication `json:"authentication,omitempty"`
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Region     string         `json:"region"`
+	ResourceID string         `json:"resource_id"`
+	Config     map[string]any `json:"config,omitempty"`
 }
 
 type wireAuthentication struct {
@@ -190,14 +185,26 @@ type wireAuthentication struct {
 }
 
 // interfaceWire renders a LabInterface spec in wire form; resourceID is the
-// spec.id of its LabResource.
+// spec.id of its LabResource. config.extra's unknown keys sit beside the
+// known ones, as for resources.
 func interfaceWire(spec labhookv1alpha1.LabInterfaceSpec, resourceID string) wireInterface {
 	w := wireInterface{Name: spec.Name, Type: string(spec.Type), Region: spec.Region, ResourceID: resourceID}
-	if spec.Config != nil && (spec.Config.Port != nil || spec.Config.Authentication != nil) {
-		w.Config = &wireInterfaceConfig{Port: spec.Config.Port}
-		if spec.Config.Authentication != nil {
-			w.Config.Authentication = &wireAuthentication{Type: string(spec.Config.Authentication.Type)}
-		}
+	c := spec.Config
+	if c == nil {
+		return w
+	}
+	cfg := map[string]any{}
+	if c.Extra != nil && len(c.Extra.Raw) > 0 {
+		_ = json.Unmarshal(c.Extra.Raw, &cfg)
+	}
+	if c.Port != nil {
+		cfg["port"] = *c.Port
+	}
+	if c.Authentication != nil {
+		cfg["authentication"] = wireAuthentication{Type: string(c.Authentication.Type)}
+	}
+	if len(cfg) > 0 {
+		w.Config = cfg
 	}
 	return w
 }

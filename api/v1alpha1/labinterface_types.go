@@ -17,6 +17,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -69,6 +70,13 @@ type LabInterfaceConfig struct {
 	// authentication for TERMINAL and DESKTOP interfaces.
 	// +optional
 	Authentication *InterfaceAuthentication `json:"authentication,omitempty"`
+
+	// extra holds configuration keys labhook does not know, kept as JSON.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Extra *apiextensionsv1.JSON `json:"extra,omitempty"`
 }
 
 // LabInterfaceSpec is a way for attendees to reach a LabResource.

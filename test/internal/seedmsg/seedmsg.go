@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,8 +145,16 @@ func (m Message) Objects(namespace string) Objects {
 		}
 		if cfg, ok := itf["config"].(map[string]any); ok {
 			li.Spec.Config = &labhookv1alpha1.LabInterfaceConfig{}
-			if p, ok := cfg["port"].(float64); ok {
-				port := int32(p)
+			// The seed sends DESKTOP's port as the string "3389".
+			var port int32
+			switch p := cfg["port"].(type) {
+			case float64:
+				port = int32(p)
+			case string:
+				n, _ := strconv.Atoi(p)
+				port = int32(n)
+			}
+			if port != 0 {
 				li.Spec.Config.Port = &port
 			}
 			if auth, ok := cfg["authentication"].(map[string]any); ok {
