@@ -105,6 +105,10 @@ const (
 	AnnotationSourceMessageID = "labhook.io/source-message-id"
 	AnnotationSourceTimestamp = "labhook.io/source-timestamp"
 	AnnotationSourceSpecHash  = "labhook.io/source-spec-hash"
+	// AnnotationSourceBodyHash is the hex SHA-256 of the message body, so a
+	// replay of the same source message id is recognised, and the same id
+	// with another body refused, after the webhookserver restarts.
+	AnnotationSourceBodyHash = "labhook.io/source-body-hash"
 	// AnnotationSourceDeleted is set, to the source message id, on an object
 	// the webhookserver is about to delete, so its DELETED message is not echoed.
 	AnnotationSourceDeleted = "labhook.io/source-deleted"

@@ -1,0 +1,112 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command webhookserver serves incoming messages from customer backends
+// (POST /api/v1/webhooks/events/incoming) and writes them as LabResources,
+// LabInterfaces and Secrets.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/webhookserver"
+)
+
+var version = "dev"
+
+func main() {
+	opts := webhookserver.DefaultOptions()
+	var (
+		bindAddr, metricsAddr, regions string
+		qps                            float64
+		burst                          int
+	)
+	flag.StringVar(&bindAddr, "bind-address", ":8090", "Address of the incoming endpoint, /healthz and /readyz.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8091", "Address of /metrics; 0 disables it.")
+	flag.Int64Var(&opts.MaxBodyBytes, "max-body-bytes", opts.MaxBodyBytes, "Largest accepted request body; larger is 413.")
+	flag.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "Requests per second per organisation; over it is 429. 0 disables.")
+	flag.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "Requests per organisation allowed at once above --rate-limit.")
+	flag.StringVar(&regions, "regions", "", "Comma-separated regions accepted in interfaces; empty accepts any region code.")
+	flag.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "Serve HTTPS with this certificate, reloaded when it changes.")
+	flag.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "The key of --tls-cert-file.")
+	flag.DurationVar(&opts.RequestTimeout, "request-timeout", opts.RequestTimeout, "Time allowed for the API writes of one message.")
+	flag.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", opts.ShutdownTimeout, "Time allowed to drain in-flight requests on shutdown.")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side QPS towards the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 1000, "Client-side burst towards the API server.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+	if err := run(opts, bindAddr, metricsAddr, regions, qps, burst); err != nil {
+		log.Error(err, "webhookserver stopped")
+		os.Exit(1)
+	}
+}
+
+func run(opts webhookserver.Options, bindAddr, metricsAddr, regions string, qps float64, burst int) error {
+	for _, r := range strings.Split(regions, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			opts.Regions = append(opts.Regions, r)
+		}
+	}
+	if opts.MaxBodyBytes < 1 {
+		return fmt.Errorf("--max-body-bytes must be at least 1, not %d", opts.MaxBodyBytes)
+	}
+	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
+		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(labhookv1alpha1.AddToScheme(scheme))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	cfg.UserAgent = "labhook-webhookserver/" + version
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: "0", // /healthz and /readyz are on --bind-address
+		Cache:                  webhookserver.CacheOptions(),
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	ln, err := net.Listen("tcp", bindAddr)
+	if err != nil {
+		return err
+	}
+	if _, err := webhookserver.Setup(mgr, ln, opts); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("starting webhookserver", "version", version, "address", ln.Addr().String())
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

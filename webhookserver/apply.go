@@ -1,0 +1,626 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package webhookserver
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/api/wire"
+	"github.com/labhook/labhook/internal/echo"
+)
+
+const (
+	kindResource  = "LabResource"
+	kindInterface = "LabInterface"
+	kindSecret    = "Secret"
+)
+
+// messagePlan is a validated message with the names of what it writes.
+type messagePlan struct {
+	ns         string
+	msg        *wire.IncomingMessage
+	resources  []plannedResource
+	interfaces []plannedInterface
+	byID       map[string]*plannedResource
+	errs       field.ErrorList
+}
+
+type plannedResource struct {
+	in   wire.IncomingResource
+	name string
+	path *field.Path
+}
+
+type plannedInterface struct {
+	in                   wire.IncomingInterface
+	name, resource, auth string
+	path                 *field.Path
+}
+
+// plan names every object of msg, refusing two entries that would write
+// the same object.
+func plan(ns string, msg *wire.IncomingMessage) *messagePlan {
+	p := &messagePlan{ns: ns, msg: msg, byID: map[string]*plannedResource{}}
+	data := field.NewPath("data")
+	taken := map[string]*field.Path{}
+	for i, r := range msg.Resources {
+		pr := plannedResource{in: r, name: ResourceName(r.ID), path: data.Child("resources").Index(i)}
+		if first, ok := taken[pr.name]; ok {
+			p.errs = append(p.errs, field.Invalid(pr.path.Child("id"), r.ID, fmt.Sprintf("gives the object name %s, as %s does", pr.name, first)))
+		}
+		taken[pr.name] = pr.path
+		p.resources = append(p.resources, pr)
+	}
+	for i := range p.resources {
+		p.byID[p.resources[i].in.ID] = &p.resources[i]
+	}
+	taken = map[string]*field.Path{}
+	for i, f := range msg.Interfaces {
+		pi := plannedInterface{in: f, resource: ResourceName(f.ResourceID), path: data.Child("interfaces").Index(i)}
+		pi.name = InterfaceName(pi.resource, f.Name)
+		if f.Config != nil && f.Config.Authentication != nil {
+			pi.auth = CredentialSecretName(pi.name)
+		}
+		if first, ok := taken[pi.name]; ok {
+			p.errs = append(p.errs, field.Invalid(pi.path.Child("name"), f.Name, fmt.Sprintf("gives the object name %s, as %s does", pi.name, first)))
+		}
+		taken[pi.name] = pi.path
+		p.interfaces = append(p.interfaces, pi)
+	}
+	return p
+}
+
+// checkReferences finds what the API server would accept but cannot work:
+// an interface on a resource in neither the message nor the namespace, and
+// TERMINAL or DESKTOP on a URL resource. The error is for a failed read.
+func (s *Server) checkReferences(ctx context.Context, p *messagePlan) (field.ErrorList, error) {
+	if p.msg.Action == wire.ActionDeleted {
+		return nil, nil
+	}
+	var errs field.ErrorList
+	for _, f := range p.interfaces {
+		typ := ""
+		if r, ok := p.byID[f.in.ResourceID]; ok {
+			typ = r.in.Type
+		} else {
+			lr := &labhookv1alpha1.LabResource{}
+			found, err := s.get(ctx, p.ns, f.resource, lr, false)
+			if err == nil && !found {
+				// It may have been created a moment ago, ahead of the cache.
+				found, err = s.get(ctx, p.ns, f.resource, lr, true)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !found || lr.Spec.ID != f.in.ResourceID || lr.DeletionTimestamp != nil {
+				errs = append(errs, field.Invalid(f.path.Child("resource_id"), f.in.ResourceID,
+					fmt.Sprintf("no resource has this id in the message or in organisation %s", p.ns)))
+				continue
+			}
+			typ = string(lr.Spec.Type)
+		}
+		if typ == "URL" && (f.in.Type == "TERMINAL" || f.in.Type == "DESKTOP") {
+			errs = append(errs, field.Invalid(f.path.Child("type"), f.in.Type,
+				fmt.Sprintf("a %s interface needs a VM, and resource %s is a URL", f.in.Type, f.in.ResourceID)))
+		}
+	}
+	return errs, nil
+}
+
+// get reads one object from the cache, or from the API server when fresh.
+func (s *Server) get(ctx context.Context, ns, name string, obj client.Object, fresh bool) (bool, error) {
+	r := client.Reader(s.client)
+	if fresh {
+		r = s.reader
+	}
+	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// reuseError is a source_message_id already applied with another body.
+type reuseError struct{ id, object string }
+
+func (e *reuseError) Error() string {
+	return fmt.Sprintf("source_message_id %q was already applied to %s with a different message body", e.id, e.object)
+}
+
+// fieldConflictError is a server-side apply conflict with another field
+// manager. It does not wrap the API error, so retry.RetryOnConflict does not
+// retry it: only a person can settle who owns a field.
+type fieldConflictError struct {
+	object  string
+	message string
+	causes  []metav1.StatusCause
+}
+
+func (e *fieldConflictError) Error() string { return e.object + ": " + e.message }
+
+// asFieldConflict turns an apply conflict with another manager into a
+// fieldConflictError, and leaves other errors alone.
+func asFieldConflict(object string, err error) error {
+	st, ok := apiStatus(err)
+	if !ok || !apierrors.IsConflict(err) || st.Details == nil {
+		return err
+	}
+	var causes []metav1.StatusCause
+	for _, c := range st.Details.Causes {
+		if c.Type == metav1.CauseTypeFieldManagerConflict {
+			causes = append(causes, c)
+		}
+	}
+	if len(causes) == 0 {
+		return err
+	}
+	return &fieldConflictError{object: object, message: st.Message, causes: causes}
+}
+
+// state is what the cache knows of an object labhook applied.
+type state struct {
+	exists   bool
+	uid      types.UID
+	rv       string
+	ann      map[string]string
+	phase    string
+	deleting bool
+}
+
+func stateOf(found bool, obj client.Object) state {
+	if !found {
+		return state{}
+	}
+	return state{exists: true, uid: obj.GetUID(), rv: obj.GetResourceVersion(), ann: obj.GetAnnotations(), deleting: obj.GetDeletionTimestamp() != nil}
+}
+
+// replayOf tells whether st already reflects this very message; it is an
+// error for the same id with another body.
+func replayOf(st state, msg *wire.IncomingMessage, bodyHash, object string) (bool, error) {
+	if !st.exists || st.ann[labhookv1alpha1.AnnotationSourceMessageID] != msg.SourceMessageID {
+		return false, nil
+	}
+	if h := st.ann[labhookv1alpha1.AnnotationSourceBodyHash]; h != "" && h != bodyHash {
+		return false, &reuseError{id: msg.SourceMessageID, object: object}
+	}
+	return true, nil
+}
+
+// stale tells whether st reflects a message newer than msg.
+func stale(st state, msg *wire.IncomingMessage) bool {
+	ts, err := time.Parse(time.RFC3339Nano, st.ann[labhookv1alpha1.AnnotationSourceTimestamp])
+	return err == nil && msg.Time.Before(ts)
+}
+
+// apply writes the plan in dependency order and returns what happened to
+// each LabResource and LabInterface. On an error, the results are what was
+// done before it; the same message sent again converges.
+func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]Result, error) {
+	if err := s.checkReuse(ctx, p, bodyHash); err != nil {
+		return nil, err
+	}
+	if p.msg.Action == wire.ActionDeleted {
+		return s.delete(ctx, p, bodyHash)
+	}
+	var results []Result
+	// Credentials first, so an interface never names a Secret that is not
+	// there. Secrets of interfaces that do not exist yet get their owner
+	// after the interface is created.
+	uids := map[string]types.UID{}
+	for _, f := range p.interfaces {
+		if f.auth == "" {
+			continue
+		}
+		li := &labhookv1alpha1.LabInterface{}
+		found, err := s.get(ctx, p.ns, f.name, li, false)
+		if err != nil {
+			return results, err
+		}
+		if found {
+			uids[f.name] = li.UID
+		}
+		if err := s.applySecret(ctx, p.ns, f, uids[f.name]); err != nil {
+			return results, err
+		}
+	}
+	for _, r := range p.resources {
+		res, err := s.applyResource(ctx, p, r, bodyHash)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	created := map[string]types.UID{}
+	for _, f := range p.interfaces {
+		res, uid, err := s.applyInterface(ctx, p, f, bodyHash)
+		if err != nil {
+			return results, err
+		}
+		if f.auth != "" && uids[f.name] == "" && uid != "" {
+			created[f.name] = uid
+		}
+		results = append(results, res)
+	}
+	for _, f := range p.interfaces {
+		if uid, ok := created[f.name]; ok {
+			if err := s.applySecret(ctx, p.ns, f, uid); err != nil {
+				return results, err
+			}
+		}
+	}
+	return results, nil
+}
+
+// checkReuse refuses, before any write, a source_message_id that some
+// object of the message already carries with another body.
+func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string) error {
+	for _, r := range p.resources {
+		lr := &labhookv1alpha1.LabResource{}
+		found, err := s.get(ctx, p.ns, r.name, lr, false)
+		if err != nil {
+			return err
+		}
+		if _, err := replayOf(stateOf(found, lr), p.msg, bodyHash, "LabResource "+r.name); err != nil {
+			return err
+		}
+	}
+	for _, f := range p.interfaces {
+		li := &labhookv1alpha1.LabInterface{}
+		found, err := s.get(ctx, p.ns, f.name, li, false)
+		if err != nil {
+			return err
+		}
+		if _, err := replayOf(stateOf(found, li), p.msg, bodyHash, "LabInterface "+f.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// annotations marks an applied object for staleness, replay and echo
+// suppression.
+func annotations(msg *wire.IncomingMessage, bodyHash string, spec any) map[string]any {
+	out := map[string]any{labhookv1alpha1.AnnotationSourceBodyHash: bodyHash}
+	for k, v := range echo.Mark(msg.SourceMessageID, msg.Timestamp, spec) {
+		out[k] = v
+	}
+	return out
+}
+
+func applyObject(kind, ns, name string, meta map[string]any) *unstructured.Unstructured {
+	meta["name"], meta["namespace"] = name, ns
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kind, "metadata": meta,
+	}}
+}
+
+func toMap(v any) (map[string]any, error) {
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(v)
+}
+
+// extraJSON keeps unknown config keys as canonical JSON (sorted keys), the
+// form the API server returns, so spec hashes agree.
+func extraJSON(extra map[string]any) *apiextensionsv1.JSON {
+	if len(extra) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(extra)
+	var canonical any
+	_ = json.Unmarshal(b, &canonical)
+	b, _ = json.Marshal(canonical)
+	return &apiextensionsv1.JSON{Raw: b}
+}
+
+// applyWithRetry applies what build returns for the object's current
+// state, with that state's resourceVersion as a precondition, so a message
+// is judged stale or a replay against exactly what it overwrites. A lost
+// race re-reads from the API server and judges again.
+func (s *Server) applyWithRetry(ctx context.Context, object string, read func(fresh bool) (state, error),
+	build func(st state) (*unstructured.Unstructured, string, error)) (string, *unstructured.Unstructured, error) {
+	var op string
+	var applied *unstructured.Unstructured
+	fresh := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		st, err := read(fresh)
+		fresh = true
+		if err != nil {
+			return err
+		}
+		u, o, err := build(st)
+		op, applied = o, nil
+		if err != nil || u == nil {
+			return err
+		}
+		if st.exists {
+			u.SetResourceVersion(st.rv)
+		}
+		if err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
+			return asFieldConflict(object, err)
+		}
+		applied = u
+		return nil
+	})
+	return op, applied, err
+}
+
+func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedResource, bodyHash string) (Result, error) {
+	res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
+	spec := labhookv1alpha1.LabResourceSpec{ID: r.in.ID, Type: labhookv1alpha1.ResourceType(r.in.Type), Name: r.in.Name}
+	if c := r.in.Config; c != nil {
+		spec.Config = &labhookv1alpha1.LabResourceConfig{Address: c.Address, Extra: extraJSON(c.Extra)}
+		for _, n := range c.NetworkInterfaces {
+			spec.Config.NetworkInterfaces = append(spec.Config.NetworkInterfaces,
+				labhookv1alpha1.NetworkInterface{PublicIP: n.PublicIP, PrivateIP: n.PrivateIP, DNS: n.DNS})
+		}
+	}
+	specMap, err := toMap(&spec)
+	if err != nil {
+		return res, err
+	}
+	hash := echo.SpecHash(spec)
+	var before state
+	op, applied, err := s.applyWithRetry(ctx, kindResource+" "+r.name, func(fresh bool) (state, error) {
+		lr := &labhookv1alpha1.LabResource{}
+		found, err := s.get(ctx, p.ns, r.name, lr, fresh)
+		st := stateOf(found, lr)
+		st.phase = string(lr.Status.Phase)
+		before = st
+		return st, err
+	}, func(st state) (*unstructured.Unstructured, string, error) {
+		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay && st.phase == r.in.Status {
+			return nil, OpUnchanged, nil
+		}
+		if stale(st, p.msg) {
+			return nil, OpStale, nil
+		}
+		u := applyObject(kindResource, p.ns, r.name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
+		u.Object["spec"] = specMap
+		switch {
+		case !st.exists:
+			return u, OpCreated, nil
+		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash || st.phase != r.in.Status:
+			return u, OpUpdated, nil
+		}
+		return u, OpUnchanged, nil
+	})
+	res.Operation = op
+	if err != nil || applied == nil {
+		return res, err
+	}
+	// The phase, through the status subresource. Unchanged, it is not sent.
+	if r.in.Status != "" && (!before.exists || before.phase != r.in.Status) {
+		u := applyObject(kindResource, p.ns, r.name, map[string]any{})
+		u.Object["status"] = map[string]any{"phase": r.in.Status}
+		if err := s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
+			return res, asFieldConflict(kindResource+" "+r.name+" status", err)
+		}
+	}
+	return res, nil
+}
+
+func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedInterface, bodyHash string) (Result, types.UID, error) {
+	res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
+	spec := labhookv1alpha1.LabInterfaceSpec{
+		Name: f.in.Name, Type: labhookv1alpha1.InterfaceType(f.in.Type), Region: f.in.Region,
+		ResourceRef: labhookv1alpha1.LocalObjectReference{Name: f.resource},
+	}
+	if c := f.in.Config; c != nil {
+		spec.Config = &labhookv1alpha1.LabInterfaceConfig{Port: c.Port, Extra: extraJSON(c.Extra)}
+		if c.Authentication != nil {
+			spec.Config.Authentication = &labhookv1alpha1.InterfaceAuthentication{
+				Type:      labhookv1alpha1.AuthenticationType(c.Authentication.Type),
+				SecretRef: labhookv1alpha1.LocalObjectReference{Name: f.auth},
+			}
+		}
+	}
+	specMap, err := toMap(&spec)
+	if err != nil {
+		return res, "", err
+	}
+	hash := echo.SpecHash(spec)
+	var uid types.UID
+	op, applied, err := s.applyWithRetry(ctx, kindInterface+" "+f.name, func(fresh bool) (state, error) {
+		li := &labhookv1alpha1.LabInterface{}
+		found, err := s.get(ctx, p.ns, f.name, li, fresh)
+		st := stateOf(found, li)
+		uid = st.uid
+		return st, err
+	}, func(st state) (*unstructured.Unstructured, string, error) {
+		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
+			return nil, OpUnchanged, nil
+		}
+		if stale(st, p.msg) {
+			return nil, OpStale, nil
+		}
+		u := applyObject(kindInterface, p.ns, f.name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
+		u.Object["spec"] = specMap
+		switch {
+		case !st.exists:
+			return u, OpCreated, nil
+		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
+			return u, OpUpdated, nil
+		}
+		return u, OpUnchanged, nil
+	})
+	res.Operation = op
+	if applied != nil {
+		uid = applied.GetUID()
+	}
+	return res, uid, err
+}
+
+// applySecret writes an interface's credentials. With owner set, the
+// Secret is owned by the LabInterface, so it goes when the interface goes.
+// The Secret carries no message annotations: the same credentials applied
+// again change nothing and write nothing.
+func (s *Server) applySecret(ctx context.Context, ns string, f plannedInterface, owner types.UID) error {
+	data := map[string]any{}
+	for k, v := range f.in.Config.Authentication.Data {
+		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
+	}
+	meta := map[string]any{"labels": map[string]any{labhookv1alpha1.LabelLabInterface: f.name}}
+	if owner != "" {
+		meta["ownerReferences"] = []any{map[string]any{
+			"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kindInterface,
+			"name": f.name, "uid": string(owner),
+		}}
+	}
+	u := applyObject(kindSecret, ns, f.auth, meta)
+	u.Object["apiVersion"] = "v1"
+	u.Object["type"] = "Opaque"
+	u.Object["data"] = data
+	err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer))
+	objectsApplied.WithLabelValues(kindSecret, "applied").Inc()
+	return asFieldConflict(kindSecret+" "+f.auth, err)
+}
+
+// delete removes the message's interfaces, then its resources. Each is
+// first marked with the message, so its DELETED message is not echoed.
+func (s *Server) delete(ctx context.Context, p *messagePlan, bodyHash string) ([]Result, error) {
+	var results []Result
+	for _, f := range p.interfaces {
+		res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
+		var err error
+		res.Operation, err = s.deleteOne(ctx, p, f.name, &labhookv1alpha1.LabInterface{}, bodyHash)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	for _, r := range p.resources {
+		res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
+		var err error
+		res.Operation, err = s.deleteOne(ctx, p, r.name, &labhookv1alpha1.LabResource{}, bodyHash)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// deleteOne marks obj with the message, with the resourceVersion it was
+// judged on as a precondition, then deletes that very object (by UID). A
+// lost race re-reads from the API server and judges again.
+func (s *Server) deleteOne(ctx context.Context, p *messagePlan, name string, obj client.Object, bodyHash string) (string, error) {
+	var op string
+	fresh := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		found, err := s.get(ctx, p.ns, name, obj, fresh)
+		if err == nil && !found && !fresh {
+			found, err = s.get(ctx, p.ns, name, obj, true)
+		}
+		fresh = true
+		if err != nil {
+			return err
+		}
+		st := stateOf(found, obj)
+		switch {
+		case !st.exists:
+			op = OpNotFound
+			return nil
+		case st.deleting:
+			op = OpDeleted
+			return nil
+		case stale(st, p.msg):
+			op = OpStale
+			return nil
+		}
+		mark, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+			"resourceVersion": st.rv,
+			"annotations": map[string]string{
+				labhookv1alpha1.AnnotationSourceDeleted:   p.msg.SourceMessageID,
+				labhookv1alpha1.AnnotationSourceMessageID: p.msg.SourceMessageID,
+				labhookv1alpha1.AnnotationSourceTimestamp: p.msg.Timestamp,
+				labhookv1alpha1.AnnotationSourceBodyHash:  bodyHash,
+			},
+		}})
+		if err := s.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, mark), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
+			return err
+		}
+		op = OpDeleted
+		return client.IgnoreNotFound(s.client.Delete(ctx, obj, client.Preconditions{UID: &st.uid}))
+	})
+	if apierrors.IsNotFound(err) {
+		return OpNotFound, nil
+	}
+	return op, err
+}
+
+// apiStatus is the API server's answer inside err, if it is one.
+func apiStatus(err error) (metav1.Status, bool) {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return metav1.Status{}, false
+	}
+	return status.Status(), true
+}
+
+// classify turns a failed write into an answer: 409 for a reused id or a
+// field owned by another manager, 422 for what the API server's own
+// validation refused, and 503 (retry later) when the API server could not
+// be reached or was overloaded.
+func classify(err error) (int, string, []Detail) {
+	if e, ok := errors.AsType[*reuseError](err); ok {
+		return http.StatusConflict, e.Error(), nil
+	}
+	if e, ok := errors.AsType[*fieldConflictError](err); ok {
+		det := make([]Detail, 0, len(e.causes))
+		for _, c := range e.causes {
+			det = append(det, Detail{Field: e.object + " " + c.Field, Message: c.Message})
+		}
+		return http.StatusConflict, fmt.Sprintf("%s: fields this message sets are owned by another field manager: %s", e.object, e.message), det
+	}
+	st, ok := apiStatus(err)
+	if !ok {
+		return http.StatusServiceUnavailable, "the Kubernetes API server is unavailable; retry later", nil
+	}
+	switch {
+	case apierrors.IsInvalid(err):
+		var det []Detail
+		if d := st.Details; d != nil {
+			for _, c := range d.Causes {
+				det = append(det, Detail{Field: d.Kind + " " + d.Name + " " + c.Field, Message: c.Message})
+			}
+		}
+		return http.StatusUnprocessableEntity, "the API server refused an object: " + err.Error(), det
+	case apierrors.IsConflict(err), apierrors.IsServiceUnavailable(err), apierrors.IsTimeout(err),
+		apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err):
+		return http.StatusServiceUnavailable, "the Kubernetes API server is busy; retry later: " + err.Error(), nil
+	case apierrors.IsForbidden(err):
+		return http.StatusInternalServerError, "the webhookserver is not allowed to write this; check its RBAC: " + strings.TrimSpace(err.Error()), nil
+	}
+	return http.StatusInternalServerError, err.Error(), nil
+}
