@@ -154,7 +154,8 @@ func newOrg(ctx context.Context) (string, string) {
 	addKey(ctx, ns.Name, "api-key", labhookv1alpha1.SecretKeyAPIKey, key)
 	// The key works once the shared webhookserver's cache has it: an empty
 	// message is then refused as bad, not as unauthenticated.
-	Eventually(func() int { return post(baseURL, ns.Name, key, []byte(`{}`)).code }).Should(Equal(http.StatusBadRequest))
+	Eventually(func() int { return post(baseURL, ns.Name, key, []byte(`{}`)).code }).
+		WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
 	return ns.Name, key
 }
 
