@@ -309,7 +309,11 @@ func (s *Server) allow(org string) (time.Duration, bool) {
 	s.mu.Lock()
 	l, ok := s.limiters[org]
 	if !ok {
-		l = rate.NewLimiter(rate.Limit(s.opts.RateLimit), max(s.opts.RateBurst, 1))
+		burst := s.opts.RateBurst
+		if burst <= 0 {
+			burst = int(math.Ceil(s.opts.RateLimit))
+		}
+		l = rate.NewLimiter(rate.Limit(s.opts.RateLimit), burst)
 		s.limiters[org] = l
 	}
 	s.mu.Unlock()

@@ -55,7 +55,7 @@ type Options struct {
 	// MaxBodyBytes bounds a request body; larger is 413.
 	MaxBodyBytes int64
 	// RateLimit is the requests per second allowed per organisation, with a
-	// burst of RateBurst; 0 disables it.
+	// burst of RateBurst (0: the rate, rounded up); 0 disables it.
 	RateLimit float64
 	RateBurst int
 	// Regions, when set, is the exhaustive list of accepted regions.
@@ -79,7 +79,6 @@ func DefaultOptions() Options {
 	return Options{
 		MaxBodyBytes:    1 << 20,
 		RateLimit:       50,
-		RateBurst:       100,
 		RequestTimeout:  30 * time.Second,
 		RetryAfter:      5 * time.Second,
 		ReplayEntries:   10000,

@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8091", "Address of /metrics; 0 disables it.")
 	flag.Int64Var(&opts.MaxBodyBytes, "max-body-bytes", opts.MaxBodyBytes, "Largest accepted request body; larger is 413.")
 	flag.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "Requests per second per organisation; over it is 429. 0 disables.")
-	flag.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "Requests per organisation allowed at once above --rate-limit.")
+	flag.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "Requests per organisation allowed at once; 0 means --rate-limit, rounded up.")
 	flag.StringVar(&regions, "regions", "", "Comma-separated regions accepted in interfaces; empty accepts any region code.")
 	flag.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "Serve HTTPS with this certificate, reloaded when it changes.")
 	flag.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "The key of --tls-cert-file.")

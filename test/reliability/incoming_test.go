@@ -104,7 +104,7 @@ var _ = Describe("Incoming", func() {
 			summary += fmt.Sprintf(" %d:%d", c, codes[c])
 		}
 		Expect(unexpected).To(BeEmpty(), "only 2xx and 429 are acceptable under a burst")
-		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">", 0), "a burst of %d over --rate-limit=5 should be limited", total)
+		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">", 0), "a burst of %d over --rate-limit=5 should be limited; codes%s", total, summary)
 
 		// Every accepted message has all its objects; every refused one has none.
 		halfWritten := 0
