@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -115,13 +116,11 @@ func (s *Server) checkReferences(ctx context.Context, p *messagePlan) (field.Err
 		if r, ok := p.byID[f.in.ResourceID]; ok {
 			typ = r.in.Type
 		} else {
+			// The cache holds metadata only: the type is read from the API server.
 			lr := &labhookv1alpha1.LabResource{}
-			found, err := s.get(ctx, p.ns, f.resource, lr, false)
-			if err == nil && !found {
-				// It may have been created a moment ago, ahead of the cache.
-				found, err = s.get(ctx, p.ns, f.resource, lr, true)
-			}
-			if err != nil {
+			err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: f.resource}, lr)
+			found := err == nil
+			if err != nil && !apierrors.IsNotFound(err) {
 				return nil, err
 			}
 			if !found || lr.Spec.ID != f.in.ResourceID || lr.DeletionTimestamp != nil {
@@ -139,17 +138,26 @@ func (s *Server) checkReferences(ctx context.Context, p *messagePlan) (field.Err
 	return errs, nil
 }
 
-// get reads one object from the cache, or from the API server when fresh.
-func (s *Server) get(ctx context.Context, ns, name string, obj client.Object, fresh bool) (bool, error) {
+// metaOf is an empty metadata-only object of kind.
+func metaOf(kind string) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(labhookv1alpha1.GroupVersion.WithKind(kind))
+	return m
+}
+
+// get reads the metadata of a LabResource or LabInterface from the cache,
+// or from the API server when fresh.
+func (s *Server) get(ctx context.Context, ns, name, kind string, fresh bool) (*metav1.PartialObjectMetadata, bool, error) {
 	r := client.Reader(s.client)
 	if fresh {
 		r = s.reader
 	}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
+	m := metaOf(kind)
+	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, m)
 	if apierrors.IsNotFound(err) {
-		return false, nil
+		return m, false, nil
 	}
-	return err == nil, err
+	return m, err == nil, err
 }
 
 // reuseError is a source_message_id already applied with another body.
@@ -195,7 +203,6 @@ type state struct {
 	uid      types.UID
 	rv       string
 	ann      map[string]string
-	phase    string
 	deleting bool
 }
 
@@ -234,61 +241,86 @@ func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]
 	if p.msg.Action == wire.ActionDeleted {
 		return s.delete(ctx, p, bodyHash)
 	}
-	var results []Result
-	// Credentials first, so an interface never names a Secret that is not
-	// there. Secrets of interfaces that do not exist yet get their owner
-	// after the interface is created.
-	uids := map[string]types.UID{}
+	// Each step writes its objects in parallel; the steps go in
+	// dependency order. Credentials first, so an interface never names a
+	// Secret that is not there; Secrets of interfaces that do not exist yet
+	// get their owner once the interface is created.
+	withAuth := make([]plannedInterface, 0, len(p.interfaces))
 	for _, f := range p.interfaces {
-		if f.auth == "" {
+		if f.auth != "" {
+			withAuth = append(withAuth, f)
+		}
+	}
+	owners := make([]types.UID, len(withAuth))
+	if _, err := parallel(withAuth, func(i int, f plannedInterface) (Result, error) {
+		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, false)
+		if err != nil || !found {
+			return Result{}, err
+		}
+		owners[i] = li.UID
+		return Result{}, s.applySecret(ctx, p.ns, f, li.UID)
+	}); err != nil {
+		return nil, err
+	}
+	results, err := parallel(p.resources, func(_ int, r plannedResource) (Result, error) {
+		return s.applyResource(ctx, p, r, bodyHash)
+	})
+	if err != nil {
+		return results, err
+	}
+	uids := map[string]types.UID{}
+	var mu sync.Mutex
+	ifResults, err := parallel(p.interfaces, func(_ int, f plannedInterface) (Result, error) {
+		res, uid, err := s.applyInterface(ctx, p, f, bodyHash)
+		mu.Lock()
+		uids[f.name] = uid
+		mu.Unlock()
+		return res, err
+	})
+	results = append(results, ifResults...)
+	if err != nil {
+		return results, err
+	}
+	_, err = parallel(withAuth, func(i int, f plannedInterface) (Result, error) {
+		if owners[i] != "" || uids[f.name] == "" {
+			return Result{}, nil
+		}
+		return Result{}, s.applySecret(ctx, p.ns, f, uids[f.name])
+	})
+	return results, err
+}
+
+// parallel runs f on every item at once and returns, in item order, the
+// results of those that succeeded, with the first error by item order.
+func parallel[T any](items []T, f func(int, T) (Result, error)) ([]Result, error) {
+	out := make([]Result, len(items))
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() { out[i], errs[i] = f(i, it) })
+	}
+	wg.Wait()
+	var results []Result
+	var first error
+	for i := range items {
+		if errs[i] != nil {
+			if first == nil {
+				first = errs[i]
+			}
 			continue
 		}
-		li := &labhookv1alpha1.LabInterface{}
-		found, err := s.get(ctx, p.ns, f.name, li, false)
-		if err != nil {
-			return results, err
-		}
-		if found {
-			uids[f.name] = li.UID
-		}
-		if err := s.applySecret(ctx, p.ns, f, uids[f.name]); err != nil {
-			return results, err
+		if out[i].Kind != "" {
+			results = append(results, out[i])
 		}
 	}
-	for _, r := range p.resources {
-		res, err := s.applyResource(ctx, p, r, bodyHash)
-		if err != nil {
-			return results, err
-		}
-		results = append(results, res)
-	}
-	created := map[string]types.UID{}
-	for _, f := range p.interfaces {
-		res, uid, err := s.applyInterface(ctx, p, f, bodyHash)
-		if err != nil {
-			return results, err
-		}
-		if f.auth != "" && uids[f.name] == "" && uid != "" {
-			created[f.name] = uid
-		}
-		results = append(results, res)
-	}
-	for _, f := range p.interfaces {
-		if uid, ok := created[f.name]; ok {
-			if err := s.applySecret(ctx, p.ns, f, uid); err != nil {
-				return results, err
-			}
-		}
-	}
-	return results, nil
+	return results, first
 }
 
 // checkReuse refuses, before any write, a source_message_id that some
 // object of the message already carries with another body.
 func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string) error {
 	for _, r := range p.resources {
-		lr := &labhookv1alpha1.LabResource{}
-		found, err := s.get(ctx, p.ns, r.name, lr, false)
+		lr, found, err := s.get(ctx, p.ns, r.name, kindResource, false)
 		if err != nil {
 			return err
 		}
@@ -297,8 +329,7 @@ func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string
 		}
 	}
 	for _, f := range p.interfaces {
-		li := &labhookv1alpha1.LabInterface{}
-		found, err := s.get(ctx, p.ns, f.name, li, false)
+		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, false)
 		if err != nil {
 			return err
 		}
@@ -392,14 +423,11 @@ func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedRes
 	hash := echo.SpecHash(spec)
 	var before state
 	op, applied, err := s.applyWithRetry(ctx, kindResource+" "+r.name, func(fresh bool) (state, error) {
-		lr := &labhookv1alpha1.LabResource{}
-		found, err := s.get(ctx, p.ns, r.name, lr, fresh)
-		st := stateOf(found, lr)
-		st.phase = string(lr.Status.Phase)
-		before = st
-		return st, err
+		lr, found, err := s.get(ctx, p.ns, r.name, kindResource, fresh)
+		before = stateOf(found, lr)
+		return before, err
 	}, func(st state) (*unstructured.Unstructured, string, error) {
-		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay && st.phase == r.in.Status {
+		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
 			return nil, OpUnchanged, nil
 		}
 		if stale(st, p.msg) {
@@ -410,22 +438,29 @@ func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedRes
 		switch {
 		case !st.exists:
 			return u, OpCreated, nil
-		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash || st.phase != r.in.Status:
+		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
 			return u, OpUpdated, nil
 		}
 		return u, OpUnchanged, nil
 	})
 	res.Operation = op
-	if err != nil || applied == nil {
+	if err != nil || op == OpStale || r.in.Status == "" {
 		return res, err
 	}
-	// The phase, through the status subresource. Unchanged, it is not sent.
-	if r.in.Status != "" && (!before.exists || before.phase != r.in.Status) {
-		u := applyObject(kindResource, p.ns, r.name, map[string]any{})
-		u.Object["status"] = map[string]any{"phase": r.in.Status}
-		if err := s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
-			return res, asFieldConflict(kindResource+" "+r.name+" status", err)
-		}
+	// Then the phase, through the status subresource; also on a replay, so
+	// a message cut off between spec and status converges. The same phase
+	// again is a no-op for the API server: it writes nothing.
+	rv := before.rv
+	if applied != nil {
+		rv = applied.GetResourceVersion()
+	}
+	u := applyObject(kindResource, p.ns, r.name, map[string]any{})
+	u.Object["status"] = map[string]any{"phase": r.in.Status}
+	if err := s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
+		return res, asFieldConflict(kindResource+" "+r.name+" status", err)
+	}
+	if res.Operation == OpUnchanged && u.GetResourceVersion() != rv {
+		res.Operation = OpUpdated
 	}
 	return res, nil
 }
@@ -452,8 +487,7 @@ func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedIn
 	hash := echo.SpecHash(spec)
 	var uid types.UID
 	op, applied, err := s.applyWithRetry(ctx, kindInterface+" "+f.name, func(fresh bool) (state, error) {
-		li := &labhookv1alpha1.LabInterface{}
-		found, err := s.get(ctx, p.ns, f.name, li, fresh)
+		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, fresh)
 		st := stateOf(found, li)
 		uid = st.uid
 		return st, err
@@ -513,7 +547,7 @@ func (s *Server) delete(ctx context.Context, p *messagePlan, bodyHash string) ([
 	for _, f := range p.interfaces {
 		res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
 		var err error
-		res.Operation, err = s.deleteOne(ctx, p, f.name, &labhookv1alpha1.LabInterface{}, bodyHash)
+		res.Operation, err = s.deleteOne(ctx, p, f.name, kindInterface, bodyHash)
 		if err != nil {
 			return results, err
 		}
@@ -522,7 +556,7 @@ func (s *Server) delete(ctx context.Context, p *messagePlan, bodyHash string) ([
 	for _, r := range p.resources {
 		res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
 		var err error
-		res.Operation, err = s.deleteOne(ctx, p, r.name, &labhookv1alpha1.LabResource{}, bodyHash)
+		res.Operation, err = s.deleteOne(ctx, p, r.name, kindResource, bodyHash)
 		if err != nil {
 			return results, err
 		}
@@ -534,13 +568,13 @@ func (s *Server) delete(ctx context.Context, p *messagePlan, bodyHash string) ([
 // deleteOne marks obj with the message, with the resourceVersion it was
 // judged on as a precondition, then deletes that very object (by UID). A
 // lost race re-reads from the API server and judges again.
-func (s *Server) deleteOne(ctx context.Context, p *messagePlan, name string, obj client.Object, bodyHash string) (string, error) {
+func (s *Server) deleteOne(ctx context.Context, p *messagePlan, name, kind string, bodyHash string) (string, error) {
 	var op string
 	fresh := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		found, err := s.get(ctx, p.ns, name, obj, fresh)
+		obj, found, err := s.get(ctx, p.ns, name, kind, fresh)
 		if err == nil && !found && !fresh {
-			found, err = s.get(ctx, p.ns, name, obj, true)
+			obj, found, err = s.get(ctx, p.ns, name, kind, true)
 		}
 		fresh = true
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,8 +81,10 @@ func New(c client.Client, reader client.Reader, log logr.Logger, opts Options) *
 func (s *Server) SetReady() { s.ready.Store(true) }
 
 // Start marks the server ready and waits. A manager starts it once its
-// caches have synced.
+// caches have synced. The memory the initial lists took is handed back to
+// the operating system then, rather than kept for the process's life.
 func (s *Server) Start(ctx context.Context) error {
+	debug.FreeOSMemory()
 	s.SetReady()
 	<-ctx.Done()
 	return nil

@@ -94,7 +94,7 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 	srv := New(mgr.GetClient(), mgr.GetAPIReader(), log, opts)
 	// Informers asked for before the manager starts are synced before srv
 	// starts, and srv's start is what makes it ready.
-	for _, obj := range []client.Object{&corev1.Secret{}, &labhookv1alpha1.LabResource{}, &labhookv1alpha1.LabInterface{}} {
+	for _, obj := range []client.Object{&corev1.Secret{}, metaOf(kindResource), metaOf(kindInterface)} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj); err != nil {
 			return nil, fmt.Errorf("informer for %T: %w", obj, err)
 		}
@@ -127,16 +127,17 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 }
 
 // CacheOptions keeps the webhookserver's caches small: API-key Secrets only
-// (selected by label, keeping just the key fields), and of LabResources and
-// LabInterfaces only what staleness, replay and reference checks read.
+// (selected by label, keeping just the key fields), and LabResources and
+// LabInterfaces as metadata only (what staleness and replay checks read),
+// trimmed to their identity and labhook's annotations.
 func CacheOptions() cache.Options {
 	keys := labels.SelectorFromSet(labels.Set{labhookv1alpha1.LabelAPIKey: "true"})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:                {Label: keys, Transform: trimSecret},
-			&labhookv1alpha1.LabResource{}:  {Transform: trimResource},
-			&labhookv1alpha1.LabInterface{}: {Transform: trimInterface},
+			&corev1.Secret{}:      {Label: keys, Transform: trimSecret},
+			metaOf(kindResource):  {Transform: trimMetadata},
+			metaOf(kindInterface): {Transform: trimMetadata},
 		},
 	}
 }
@@ -174,24 +175,12 @@ func trimSecret(obj any) (any, error) {
 	return out, nil
 }
 
-func trimResource(obj any) (any, error) {
-	r, ok := obj.(*labhookv1alpha1.LabResource)
+func trimMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
-	return &labhookv1alpha1.LabResource{
-		ObjectMeta: trimMeta(r.ObjectMeta),
-		Spec:       labhookv1alpha1.LabResourceSpec{ID: r.Spec.ID, Type: r.Spec.Type},
-		Status:     labhookv1alpha1.LabResourceStatus{Phase: r.Status.Phase},
-	}, nil
-}
-
-func trimInterface(obj any) (any, error) {
-	i, ok := obj.(*labhookv1alpha1.LabInterface)
-	if !ok {
-		return obj, nil
-	}
-	return &labhookv1alpha1.LabInterface{ObjectMeta: trimMeta(i.ObjectMeta)}, nil
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: trimMeta(m.ObjectMeta)}, nil
 }
 
 // Metrics, on the controller-runtime registry, with bounded labels.
