@@ -56,6 +56,15 @@ type messagePlan struct {
 	interfaces []plannedInterface
 	byID       map[string]*plannedResource
 	errs       field.ErrorList
+
+	// fetched is the metadata of every object the message names, read
+	// from the API server once before the first write.
+	fetched map[string]fetchedMeta
+}
+
+type fetchedMeta struct {
+	obj   *metav1.PartialObjectMetadata
+	found bool
 }
 
 type plannedResource struct {
@@ -145,19 +154,47 @@ func metaOf(kind string) *metav1.PartialObjectMetadata {
 	return m
 }
 
-// get reads the metadata of a LabResource or LabInterface from the cache,
-// or from the API server when fresh.
-func (s *Server) get(ctx context.Context, ns, name, kind string, fresh bool) (*metav1.PartialObjectMetadata, bool, error) {
-	r := client.Reader(s.client)
-	if fresh {
-		r = s.reader
+// get reads the metadata of a LabResource or LabInterface: what was
+// prefetched for the message, or, when fresh, the API server's current
+// state. The webhookserver keeps no cache of them: it is judged against
+// the API server, so replicas never disagree about what an object reflects.
+func (s *Server) get(ctx context.Context, p *messagePlan, name, kind string, fresh bool) (*metav1.PartialObjectMetadata, bool, error) {
+	if f, ok := p.fetched[kind+"/"+name]; ok && !fresh {
+		return f.obj, f.found, nil
 	}
 	m := metaOf(kind)
-	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, m)
+	err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: name}, m)
 	if apierrors.IsNotFound(err) {
 		return m, false, nil
 	}
 	return m, err == nil, err
+}
+
+// prefetch reads, in parallel, the metadata of every object of the message.
+func (s *Server) prefetch(ctx context.Context, p *messagePlan) error {
+	type item struct{ kind, name string }
+	var items []item
+	for _, r := range p.resources {
+		items = append(items, item{kindResource, r.name})
+	}
+	for _, f := range p.interfaces {
+		items = append(items, item{kindInterface, f.name})
+	}
+	got := make([]fetchedMeta, len(items))
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() { got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true) })
+	}
+	wg.Wait()
+	p.fetched = make(map[string]fetchedMeta, len(items))
+	for i, it := range items {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		p.fetched[it.kind+"/"+it.name] = got[i]
+	}
+	return nil
 }
 
 // reuseError is a source_message_id already applied with another body.
@@ -235,6 +272,9 @@ func stale(st state, msg *wire.IncomingMessage) bool {
 // each LabResource and LabInterface. On an error, the results are what was
 // done before it; the same message sent again converges.
 func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]Result, error) {
+	if err := s.prefetch(ctx, p); err != nil {
+		return nil, err
+	}
 	if err := s.checkReuse(ctx, p, bodyHash); err != nil {
 		return nil, err
 	}
@@ -242,9 +282,12 @@ func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]
 		return s.delete(ctx, p, bodyHash)
 	}
 	// Each step writes its objects in parallel; the steps go in
-	// dependency order. Credentials first, so an interface never names a
-	// Secret that is not there; Secrets of interfaces that do not exist yet
-	// get their owner once the interface is created.
+	// dependency order. The credentials of an existing interface go first,
+	// so it never names credentials that are not there yet. A new
+	// interface's Secret is written once the interface exists, owned by it
+	// from its first write: a failure in between can leave an interface
+	// that is not Ready (AuthSecretNotFound) until the message is retried,
+	// never a credential Secret that nothing owns.
 	withAuth := make([]plannedInterface, 0, len(p.interfaces))
 	for _, f := range p.interfaces {
 		if f.auth != "" {
@@ -253,7 +296,7 @@ func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]
 	}
 	owners := make([]types.UID, len(withAuth))
 	if _, err := parallel(withAuth, func(i int, f plannedInterface) (Result, error) {
-		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, false)
+		li, found, err := s.get(ctx, p, f.name, kindInterface, false)
 		if err != nil || !found {
 			return Result{}, err
 		}
@@ -320,7 +363,7 @@ func parallel[T any](items []T, f func(int, T) (Result, error)) ([]Result, error
 // object of the message already carries with another body.
 func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string) error {
 	for _, r := range p.resources {
-		lr, found, err := s.get(ctx, p.ns, r.name, kindResource, false)
+		lr, found, err := s.get(ctx, p, r.name, kindResource, false)
 		if err != nil {
 			return err
 		}
@@ -329,7 +372,7 @@ func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string
 		}
 	}
 	for _, f := range p.interfaces {
-		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, false)
+		li, found, err := s.get(ctx, p, f.name, kindInterface, false)
 		if err != nil {
 			return err
 		}
@@ -423,7 +466,7 @@ func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedRes
 	hash := echo.SpecHash(spec)
 	var before state
 	op, applied, err := s.applyWithRetry(ctx, kindResource+" "+r.name, func(fresh bool) (state, error) {
-		lr, found, err := s.get(ctx, p.ns, r.name, kindResource, fresh)
+		lr, found, err := s.get(ctx, p, r.name, kindResource, fresh)
 		before = stateOf(found, lr)
 		return before, err
 	}, func(st state) (*unstructured.Unstructured, string, error) {
@@ -487,7 +530,7 @@ func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedIn
 	hash := echo.SpecHash(spec)
 	var uid types.UID
 	op, applied, err := s.applyWithRetry(ctx, kindInterface+" "+f.name, func(fresh bool) (state, error) {
-		li, found, err := s.get(ctx, p.ns, f.name, kindInterface, fresh)
+		li, found, err := s.get(ctx, p, f.name, kindInterface, fresh)
 		st := stateOf(found, li)
 		uid = st.uid
 		return st, err
@@ -572,10 +615,7 @@ func (s *Server) deleteOne(ctx context.Context, p *messagePlan, name, kind strin
 	var op string
 	fresh := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		obj, found, err := s.get(ctx, p.ns, name, kind, fresh)
-		if err == nil && !found && !fresh {
-			obj, found, err = s.get(ctx, p.ns, name, kind, true)
-		}
+		obj, found, err := s.get(ctx, p, name, kind, fresh)
 		fresh = true
 		if err != nil {
 			return err

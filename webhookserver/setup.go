@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,10 +93,8 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 	srv := New(mgr.GetClient(), mgr.GetAPIReader(), log, opts)
 	// Informers asked for before the manager starts are synced before srv
 	// starts, and srv's start is what makes it ready.
-	for _, obj := range []client.Object{&corev1.Secret{}, metaOf(kindResource), metaOf(kindInterface)} {
-		if _, err := mgr.GetCache().GetInformer(context.Background(), obj); err != nil {
-			return nil, fmt.Errorf("informer for %T: %w", obj, err)
-		}
+	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Secret{}); err != nil {
+		return nil, fmt.Errorf("informer for API-key Secrets: %w", err)
 	}
 	if err := mgr.Add(srv); err != nil {
 		return nil, err
@@ -126,37 +123,17 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 	return srv, nil
 }
 
-// CacheOptions keeps the webhookserver's caches small: API-key Secrets only
-// (selected by label, keeping just the key fields), and LabResources and
-// LabInterfaces as metadata only (what staleness and replay checks read),
-// trimmed to their identity and labhook's annotations.
+// CacheOptions keeps the webhookserver's one cache small: API-key Secrets
+// only, selected by label, keeping just the key fields. LabResources and
+// LabInterfaces are not cached: each message reads the objects it names.
 func CacheOptions() cache.Options {
 	keys := labels.SelectorFromSet(labels.Set{labhookv1alpha1.LabelAPIKey: "true"})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:      {Label: keys, Transform: trimSecret},
-			metaOf(kindResource):  {Transform: trimMetadata},
-			metaOf(kindInterface): {Transform: trimMetadata},
+			&corev1.Secret{}: {Label: keys, Transform: trimSecret},
 		},
 	}
-}
-
-// trimMeta keeps the identity of an object and labhook's own annotations.
-func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	out := metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp,
-	}
-	for k, v := range m.Annotations {
-		if strings.HasPrefix(k, "labhook.io/source-") {
-			if out.Annotations == nil {
-				out.Annotations = map[string]string{}
-			}
-			out.Annotations[k] = v
-		}
-	}
-	return out
 }
 
 func trimSecret(obj any) (any, error) {
@@ -173,14 +150,6 @@ func trimSecret(obj any) (any, error) {
 		}
 	}
 	return out, nil
-}
-
-func trimMetadata(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: trimMeta(m.ObjectMeta)}, nil
 }
 
 // Metrics, on the controller-runtime registry, with bounded labels.
