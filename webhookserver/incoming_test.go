@@ -17,11 +17,13 @@ limitations under the License.
 package webhookserver_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -32,7 +34,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
@@ -175,6 +179,31 @@ var _ = Describe("The incoming endpoint", func() {
 		all, _ := json.Marshal([]any{lrs, lis, r.body})
 		Expect(string(all)).NotTo(ContainSubstring("PLACEHOLDER"))
 		Expect(string(all)).NotTo(ContainSubstring(string(agentSecret.Data["key"])))
+	})
+
+	It("converges with config/samples applied first: the same values under two managers are no conflict", func(ctx SpecContext) {
+		org, key := newOrg(ctx)
+		for _, f := range []string{"labhook_v1alpha1_labresource.yaml", "labhook_v1alpha1_labinterface.yaml", "interface-credentials.yaml"} {
+			raw, err := os.ReadFile("../config/samples/" + f)
+			Expect(err).NotTo(HaveOccurred())
+			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+			for {
+				u := &unstructured.Unstructured{}
+				if err := dec.Decode(&u.Object); err != nil {
+					Expect(err).To(MatchError(io.EOF))
+					break
+				}
+				u.SetNamespace(org)
+				Expect(k8sClient.Create(ctx, u, client.FieldOwner("kubectl-client-side-apply"))).To(Succeed(), f)
+			}
+		}
+		r := post(baseURL, org, key, seedExample())
+		Expect(r.code).To(Equal(http.StatusOK), r.raw)
+		Expect(r.body.Results).To(HaveLen(9))
+		for _, res := range r.body.Results {
+			Expect(res.Operation).To(BeElementOf("updated", "unchanged"), "%+v", res)
+		}
+		Expect(versions(ctx, org)).To(HaveLen(1+4+5+2), "the samples' objects are the seed's objects")
 	})
 
 	It("answers a replay with the first result and writes nothing, also after a restart", func(ctx SpecContext) {
