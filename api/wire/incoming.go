@@ -343,10 +343,8 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 	deleted := m.Action == ActionDeleted
 	resources := w.list(data, "resources", dp, MaxResources)
 	interfaces := w.list(data, "interfaces", dp, MaxInterfaces)
-	if _, ok := data["resources"]; !ok {
-		if _, ok := data["interfaces"]; !ok {
-			w.add(field.Required(dp, "at least one of resources and interfaces"))
-		}
+	if len(resources) == 0 && len(interfaces) == 0 {
+		w.add(field.Required(dp, "at least one resource or interface"))
 	}
 	ids := map[string]bool{}
 	for i, v := range resources {
