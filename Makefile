@@ -27,7 +27,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=labhook-manager crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d webhookserver ]; then set -x; $(CONTROLLER_GEN) rbac:roleName=labhook-webhookserver paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/webhookserver; fi
+	$(CONTROLLER_GEN) rbac:roleName=labhook-webhookserver paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/webhookserver
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.

@@ -133,9 +133,6 @@ var _ = Describe("make dev, as a newcomer uses it", Ordered, func() {
 	}, SpecTimeout(90*time.Second))
 
 	It("turns the seed's incoming example, posted with curl, into LabResources, LabInterfaces and Secrets", func(ctx SpecContext) {
-		if _, err := os.Stat(filepath.Join(root, "cmd", "webhookserver")); err != nil {
-			Skip("cmd/webhookserver is not in this tree yet, so make dev runs without an incoming endpoint")
-		}
 		// A second organisation, set up with kubectl as its admin would:
 		// the seed reuses the sample ids, and one organisation's objects
 		// must not collide with another's.

@@ -83,12 +83,10 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// binary returns a built labhook binary or skips the spec with the reason.
+// binary returns a built labhook binary; a missing one fails the spec.
 func binary(name string) string {
 	p, ok := binaries[name]
-	if !ok {
-		Skip(fmt.Sprintf("cmd/%s is not in this tree yet: %v", name, missing[name]))
-	}
+	Expect(ok).To(BeTrue(), "cmd/%s was not built: %v", name, missing[name])
 	return p
 }
 
