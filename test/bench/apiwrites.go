@@ -78,6 +78,13 @@ func parseLabels(s string) map[string]string {
 	return m
 }
 
+// accumulate adds the requests made between before and after into acc.
+func accumulate(acc, before, after apiCounts) {
+	for k, v := range after {
+		acc[k] += v - before[k]
+	}
+}
+
 // writesPer summarises the mutating requests made between before and after,
 // per operation (n operations).
 func writesPer(before, after apiCounts, n int) string {

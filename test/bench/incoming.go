@@ -49,26 +49,6 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 		return []result{res}, err
 	}
 
-	// The baseline runs once before labhook and once after it, and the two
-	// are averaged, so drift on a busy machine (and the API server's growing
-	// store) hits both sides alike.
-	runBaseline := func(tag string) (load, string) {
-		logf("incoming baseline (%s): plain client, %d clients for %s", tag, b.concurrency, b.duration)
-		before := b.apiRequests(ctx)
-		l := runLoad(ctx, b.concurrency, b.duration, 0, func(ctx context.Context, seq int) error {
-			return writePlain(ctx, b.cl.Client, ex.Fresh(tag, seq).Objects(ns))
-		})
-		writes := writesPer(before, b.apiRequests(ctx), l.ok)
-		logf("incoming baseline (%s): API %s", tag, writes)
-		logf("incoming baseline (%s): %d messages (%d failed) in %s = %.1f msg/s, latency %s", tag, l.ok, l.failed, l.elapsed.Round(time.Millisecond), l.rate(), l.lat)
-		if l.firstErr != nil {
-			logf("incoming baseline (%s): first error: %v", tag, l.firstErr)
-		}
-		return l, writes
-	}
-	base, baseWrites := runBaseline("bl")
-	res.baseline = base.rate()
-
 	bin, err := b.binary("webhookserver")
 	if err != nil {
 		res.note = fmt.Sprintf("webhookserver not measurable: %v", err)
@@ -115,21 +95,44 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 		return []result{res}, nil
 	}
 
-	logf("incoming labhook: webhookserver, %d clients for %s", b.concurrency, b.duration)
-	before := b.apiRequests(ctx)
-	lh := runLoad(ctx, b.concurrency, b.duration, 0, post)
-	res.value = lh.rate()
-	lhWrites := writesPer(before, b.apiRequests(ctx), lh.ok)
-	logf("incoming labhook: API %s", lhWrites)
-	logf("incoming labhook: %d messages (%d failed) in %s = %.1f msg/s, latency %s", lh.ok, lh.failed, lh.elapsed.Round(time.Millisecond), res.value, lh.lat)
-	if lh.firstErr != nil {
-		logf("incoming labhook: first error: %v", lh.firstErr)
+	// The two sides take turns in short windows (baseline, labhook, five
+	// times each), so drift on a busy machine and the API server's growing
+	// store hit both alike. The webhookserver sits idle in the baseline's
+	// windows.
+	const rounds = 5
+	window := b.duration / rounds
+	var base, lh load
+	baseAPI, lhAPI := apiCounts{}, apiCounts{}
+	measure := func(side *load, api apiCounts, op func(ctx context.Context, seq int) error) {
+		before := b.apiRequests(ctx)
+		l := runLoad(ctx, b.concurrency, window, 0, op)
+		accumulate(api, before, b.apiRequests(ctx))
+		side.add(l)
 	}
-	ws.Stop(10 * time.Second)
-	base2, _ := runBaseline("bl2")
-	res.baseline = (base.rate() + base2.rate()) / 2
-	res.note = fmt.Sprintf("latency labhook %s; baseline %s; concurrency %d; API labhook %s; baseline %s; baseline before %.1f and after %.1f msg/s, averaged",
-		lh.lat, base.lat, b.concurrency, lhWrites, baseWrites, base.rate(), base2.rate())
+	logf("incoming: plain client and webhookserver in turns, %d clients, %d windows of %s each", b.concurrency, rounds, window)
+	seq := 0
+	for range rounds {
+		measure(&base, baseAPI, func(ctx context.Context, i int) error {
+			return writePlain(ctx, b.cl.Client, ex.Fresh("bl", seq*100000+i).Objects(ns))
+		})
+		measure(&lh, lhAPI, func(ctx context.Context, i int) error { return post(ctx, seq*100000+i) })
+		seq++
+	}
+	res.baseline, res.value = base.rate(), lh.rate()
+	baseWrites, lhWrites := writesPer(apiCounts{}, baseAPI, base.ok), writesPer(apiCounts{}, lhAPI, lh.ok)
+	for _, side := range []struct {
+		name   string
+		l      load
+		writes string
+	}{{"baseline", base, baseWrites}, {"labhook", lh, lhWrites}} {
+		logf("incoming %s: API %s", side.name, side.writes)
+		logf("incoming %s: %d messages (%d failed) in %s = %.1f msg/s, latency %s", side.name, side.l.ok, side.l.failed, side.l.elapsed.Round(time.Millisecond), side.l.rate(), side.l.lat)
+		if side.l.firstErr != nil {
+			logf("incoming %s: first error: %v", side.name, side.l.firstErr)
+		}
+	}
+	res.note = fmt.Sprintf("latency labhook %s; baseline %s; concurrency %d; %d alternating windows of %s; API labhook %s; baseline %s",
+		lh.lat, base.lat, b.concurrency, rounds, window, lhWrites, baseWrites)
 
 	// A message answered 200 must be fully written: check the last one.
 	if err := checkWritten(ctx, b.cl.Client, ns, ex.Fresh("wh", 1)); err != nil {

@@ -33,6 +33,17 @@ type load struct {
 
 func (l load) rate() float64 { return float64(l.ok) / l.elapsed.Seconds() }
 
+// add sums another run of the same side into l.
+func (l *load) add(o load) {
+	l.ok += o.ok
+	l.failed += o.failed
+	l.elapsed += o.elapsed
+	l.lat = append(l.lat, o.lat...)
+	if l.firstErr == nil {
+		l.firstErr = o.firstErr
+	}
+}
+
 // runLoad calls op from c workers, each with a fresh sequence number, until
 // d has passed (d > 0) or n operations were issued (n > 0).
 func runLoad(ctx context.Context, c int, d time.Duration, n int, op func(ctx context.Context, seq int) error) load {
