@@ -158,16 +158,31 @@ func metaOf(kind string) *metav1.PartialObjectMetadata {
 // prefetched for the message, or, when fresh, the API server's current
 // state. The webhookserver keeps no cache of them: it is judged against
 // the API server, so replicas never disagree about what an object reflects.
-func (s *Server) get(ctx context.Context, p *messagePlan, name, kind string, fresh bool) (*metav1.PartialObjectMetadata, bool, error) {
+func (s *Server) get(ctx context.Context, p *messagePlan, name, kind string, fresh bool, opts ...client.GetOption) (*metav1.PartialObjectMetadata, bool, error) {
 	if f, ok := p.fetched[kind+"/"+name]; ok && !fresh {
 		return f.obj, f.found, nil
 	}
 	m := metaOf(kind)
-	err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: name}, m)
+	err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: name}, m, opts...)
 	if apierrors.IsNotFound(err) {
 		return m, false, nil
 	}
 	return m, err == nil, err
+}
+
+// fromWatchCache serves a read from the API server's watch cache instead of
+// etcd: cheaper, and at most moments old. A write judged on an old version
+// fails its resourceVersion precondition and is judged again on a quorum
+// read; an object this replica created but the watch cache does not show
+// yet is read again from etcd (see wroteRecently).
+var fromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
+
+func recentKey(ns, kind, name string) string { return ns + "/" + kind + "/" + name }
+
+// wroteRecently tells whether this replica applied the object lately.
+func (s *Server) wroteRecently(ns, kind, name string) bool {
+	_, ok := s.recent.Get(recentKey(ns, kind, name))
+	return ok
 }
 
 // prefetch reads, in parallel, the metadata of every object of the message.
@@ -184,11 +199,16 @@ func (s *Server) prefetch(ctx context.Context, p *messagePlan) error {
 	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	for i, it := range items {
-		wg.Go(func() { got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true) })
+		wg.Go(func() { got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true, fromWatchCache) })
 	}
 	wg.Wait()
 	p.fetched = make(map[string]fetchedMeta, len(items))
 	for i, it := range items {
+		if errs[i] == nil && !got[i].found && s.wroteRecently(p.ns, it.kind, it.name) {
+			// This replica wrote it a moment ago and the watch cache does
+			// not show it yet: a quorum read, so the write is judged on it.
+			got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true)
+		}
 		if errs[i] != nil {
 			return errs[i]
 		}
@@ -443,6 +463,7 @@ func (s *Server) applyWithRetry(ctx context.Context, object string, read func(fr
 		if err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
 			return asFieldConflict(object, err)
 		}
+		s.recent.Add(recentKey(u.GetNamespace(), u.GetKind(), u.GetName()), struct{}{})
 		applied = u
 		return nil
 	})

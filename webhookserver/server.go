@@ -63,6 +63,8 @@ type Server struct {
 	// source_message_id; messageLocks serialises one id's requests.
 	replays      *lru.Cache
 	messageLocks keymutex.KeyMutex
+	// recent remembers the objects this replica applied lately.
+	recent *lru.Cache
 }
 
 // New returns a Server. It is not ready until SetReady is called, once the
@@ -72,6 +74,7 @@ func New(c client.Client, reader client.Reader, log logr.Logger, opts Options) *
 		opts: opts, client: c, reader: reader, log: log,
 		limiters:     map[string]*rate.Limiter{},
 		replays:      lru.New(max(opts.ReplayEntries, 1)),
+		recent:       lru.New(max(opts.ReplayEntries, 1)),
 		messageLocks: keymutex.NewHashed(256),
 	}
 }
