@@ -384,7 +384,12 @@ var _ = Describe("LabInterface producer and status", func() {
 			StringData: map[string]string{"key": "not-a-real-key"}})).To(Succeed())
 		Eventually(readyStatus(ctx, li)).Should(Equal(metav1.ConditionTrue))
 		Expect(li.OwnerReferences).To(ContainElement(HaveField("UID", lr.UID)))
-		Expect(li.Status.ResourceID).To(Equal("56ea830e"))
+		// The resource id is recorded once the resource's own status shows
+		// its CREATED, which may be a reconcile after Ready.
+		Eventually(func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+			return li.Status.ResourceID
+		}).Should(Equal("56ea830e"))
 
 		By("the resource stopping makes the interface not Ready")
 		setPhase(ctx, lr, labhookv1alpha1.PhaseStopped)
