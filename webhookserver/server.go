@@ -46,9 +46,9 @@ import (
 // IncomingPath is the endpoint of SPEC §4.
 const IncomingPath = "/api/v1/webhooks/events/incoming"
 
-// Server answers incoming messages. Its client reads LabResources,
-// LabInterfaces and API-key Secrets from a cache (see CacheOptions) and
-// writes to the API server; reader reads the API server directly.
+// Server answers incoming messages. Its client reads API-key Secrets from
+// a cache (see CacheOptions) and writes to the API server; reader reads the
+// LabResources and LabInterfaces a message names from the API server.
 type Server struct {
 	opts   Options
 	client client.Client
