@@ -120,24 +120,32 @@ func (s *Server) checkReferences(ctx context.Context, p *messagePlan) (field.Err
 		return nil, nil
 	}
 	var errs field.ErrorList
+	// The type of each resource the message refers to but does not carry,
+	// read from the API server once per resource ("" when there is none).
+	inCluster := map[string]string{}
 	for _, f := range p.interfaces {
 		typ := ""
 		if r, ok := p.byID[f.in.ResourceID]; ok {
 			typ = r.in.Type
 		} else {
-			// The cache holds metadata only: the type is read from the API server.
-			lr := &labhookv1alpha1.LabResource{}
-			err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: f.resource}, lr)
-			found := err == nil
-			if err != nil && !apierrors.IsNotFound(err) {
-				return nil, err
+			t, read := inCluster[f.in.ResourceID]
+			if !read {
+				lr := &labhookv1alpha1.LabResource{}
+				err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: f.resource}, lr)
+				if err != nil && !apierrors.IsNotFound(err) {
+					return nil, err
+				}
+				if err == nil && lr.Spec.ID == f.in.ResourceID && lr.DeletionTimestamp == nil {
+					t = string(lr.Spec.Type)
+				}
+				inCluster[f.in.ResourceID] = t
 			}
-			if !found || lr.Spec.ID != f.in.ResourceID || lr.DeletionTimestamp != nil {
+			if t == "" {
 				errs = append(errs, field.Invalid(f.path.Child("resource_id"), f.in.ResourceID,
 					fmt.Sprintf("no resource has this id in the message or in organisation %s", p.ns)))
 				continue
 			}
-			typ = string(lr.Spec.Type)
+			typ = t
 		}
 		if typ == "URL" && (f.in.Type == "TERMINAL" || f.in.Type == "DESKTOP") {
 			errs = append(errs, field.Invalid(f.path.Child("type"), f.in.Type,
@@ -420,54 +428,75 @@ func applyObject(kind, ns, name string, meta map[string]any) *unstructured.Unstr
 	}}
 }
 
-func toMap(v any) (map[string]any, error) {
-	return runtime.DefaultUnstructuredConverter.ToUnstructured(v)
-}
-
-// extraJSON keeps unknown config keys as canonical JSON (sorted keys), the
-// form the API server returns, so spec hashes agree.
+// extraJSON keeps unknown config keys as JSON. encoding/json sorts map
+// keys at every depth, the form the API server returns, so spec hashes agree.
 func extraJSON(extra map[string]any) *apiextensionsv1.JSON {
 	if len(extra) == 0 {
 		return nil
 	}
 	b, _ := json.Marshal(extra)
-	var canonical any
-	_ = json.Unmarshal(b, &canonical)
-	b, _ = json.Marshal(canonical)
 	return &apiextensionsv1.JSON{Raw: b}
 }
 
-// applyWithRetry applies what build returns for the object's current
-// state, with that state's resourceVersion as a precondition, so a message
-// is judged stale or a replay against exactly what it overwrites. A lost
-// race re-reads from the API server and judges again.
-func (s *Server) applyWithRetry(ctx context.Context, object string, read func(fresh bool) (state, error),
-	build func(st state) (*unstructured.Unstructured, string, error)) (string, *unstructured.Unstructured, error) {
-	var op string
-	var applied *unstructured.Unstructured
+// applied is what applySpec did to one LabResource or LabInterface.
+type applied struct {
+	op     string
+	before state
+	// after is the object as the API server returned it; nil when nothing
+	// was written (a replay or a stale message).
+	after *unstructured.Unstructured
+}
+
+// applySpec applies spec to the named object of kind, stamped with the
+// message, unless the object already reflects this message (unchanged) or
+// a newer one (stale). The write carries the resourceVersion it was judged
+// on as a precondition, so a lost race re-reads from the API server and
+// judges again.
+func (s *Server) applySpec(ctx context.Context, p *messagePlan, kind, name string, spec any, bodyHash string) (applied, error) {
+	specMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
+	if err != nil {
+		return applied{}, err
+	}
+	hash := echo.SpecHash(spec)
+	var out applied
 	fresh := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		st, err := read(fresh)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, found, err := s.get(ctx, p, name, kind, fresh)
 		fresh = true
 		if err != nil {
 			return err
 		}
-		u, o, err := build(st)
-		op, applied = o, nil
-		if err != nil || u == nil {
-			return err
+		st := stateOf(found, obj)
+		out = applied{before: st}
+		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
+			out.op = OpUnchanged
+			return nil
 		}
+		if stale(st, p.msg) {
+			out.op = OpStale
+			return nil
+		}
+		switch {
+		case !st.exists:
+			out.op = OpCreated
+		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
+			out.op = OpUpdated
+		default:
+			out.op = OpUnchanged
+		}
+		u := applyObject(kind, p.ns, name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
+		u.Object["spec"] = specMap
 		if st.exists {
 			u.SetResourceVersion(st.rv)
 		}
 		if err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
-			return asFieldConflict(object, err)
+			return asFieldConflict(kind+" "+name, err)
 		}
-		s.recent.Add(recentKey(u.GetNamespace(), u.GetKind(), u.GetName()), struct{}{})
-		applied = u
+		s.recent.Add(recentKey(p.ns, kind, name), struct{}{})
+		out.after = u
 		return nil
 	})
-	return op, applied, err
+	return out, err
 }
 
 func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedResource, bodyHash string) (Result, error) {
@@ -480,43 +509,17 @@ func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedRes
 				labhookv1alpha1.NetworkInterface{PublicIP: n.PublicIP, PrivateIP: n.PrivateIP, DNS: n.DNS})
 		}
 	}
-	specMap, err := toMap(&spec)
-	if err != nil {
-		return res, err
-	}
-	hash := echo.SpecHash(spec)
-	var before state
-	op, applied, err := s.applyWithRetry(ctx, kindResource+" "+r.name, func(fresh bool) (state, error) {
-		lr, found, err := s.get(ctx, p, r.name, kindResource, fresh)
-		before = stateOf(found, lr)
-		return before, err
-	}, func(st state) (*unstructured.Unstructured, string, error) {
-		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
-			return nil, OpUnchanged, nil
-		}
-		if stale(st, p.msg) {
-			return nil, OpStale, nil
-		}
-		u := applyObject(kindResource, p.ns, r.name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
-		u.Object["spec"] = specMap
-		switch {
-		case !st.exists:
-			return u, OpCreated, nil
-		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
-			return u, OpUpdated, nil
-		}
-		return u, OpUnchanged, nil
-	})
-	res.Operation = op
-	if err != nil || op == OpStale || r.in.Status == "" {
+	a, err := s.applySpec(ctx, p, kindResource, r.name, &spec, bodyHash)
+	res.Operation = a.op
+	if err != nil || a.op == OpStale || r.in.Status == "" {
 		return res, err
 	}
 	// Then the phase, through the status subresource; also on a replay, so
 	// a message cut off between spec and status converges. The same phase
 	// again is a no-op for the API server: it writes nothing.
-	rv := before.rv
-	if applied != nil {
-		rv = applied.GetResourceVersion()
+	rv := a.before.rv
+	if a.after != nil {
+		rv = a.after.GetResourceVersion()
 	}
 	u := applyObject(kindResource, p.ns, r.name, map[string]any{})
 	u.Object["status"] = map[string]any{"phase": r.in.Status}
@@ -529,6 +532,8 @@ func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedRes
 	return res, nil
 }
 
+// applyInterface applies one LabInterface and returns its UID, to own its
+// credential Secret.
 func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedInterface, bodyHash string) (Result, types.UID, error) {
 	res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
 	spec := labhookv1alpha1.LabInterfaceSpec{
@@ -544,37 +549,11 @@ func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedIn
 			}
 		}
 	}
-	specMap, err := toMap(&spec)
-	if err != nil {
-		return res, "", err
-	}
-	hash := echo.SpecHash(spec)
-	var uid types.UID
-	op, applied, err := s.applyWithRetry(ctx, kindInterface+" "+f.name, func(fresh bool) (state, error) {
-		li, found, err := s.get(ctx, p, f.name, kindInterface, fresh)
-		st := stateOf(found, li)
-		uid = st.uid
-		return st, err
-	}, func(st state) (*unstructured.Unstructured, string, error) {
-		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
-			return nil, OpUnchanged, nil
-		}
-		if stale(st, p.msg) {
-			return nil, OpStale, nil
-		}
-		u := applyObject(kindInterface, p.ns, f.name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
-		u.Object["spec"] = specMap
-		switch {
-		case !st.exists:
-			return u, OpCreated, nil
-		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
-			return u, OpUpdated, nil
-		}
-		return u, OpUnchanged, nil
-	})
-	res.Operation = op
-	if applied != nil {
-		uid = applied.GetUID()
+	a, err := s.applySpec(ctx, p, kindInterface, f.name, &spec, bodyHash)
+	res.Operation = a.op
+	uid := a.before.uid
+	if a.after != nil {
+		uid = a.after.GetUID()
 	}
 	return res, uid, err
 }

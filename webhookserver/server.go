@@ -67,7 +67,7 @@ type Server struct {
 	recent *lru.Cache
 }
 
-// New returns a Server. It is not ready until SetReady is called, once the
+// New returns a Server. It is not ready until Start runs, once the
 // caches have synced.
 func New(c client.Client, reader client.Reader, log logr.Logger, opts Options) *Server {
 	return &Server{
@@ -79,16 +79,12 @@ func New(c client.Client, reader client.Reader, log logr.Logger, opts Options) *
 	}
 }
 
-// SetReady marks the caches synced: /readyz answers 200 and messages are
-// accepted.
-func (s *Server) SetReady() { s.ready.Store(true) }
-
 // Start marks the server ready and waits. A manager starts it once its
 // caches have synced. The memory the initial lists took is handed back to
 // the operating system then, rather than kept for the process's life.
 func (s *Server) Start(ctx context.Context) error {
 	debug.FreeOSMemory()
-	s.SetReady()
+	s.ready.Store(true)
 	<-ctx.Done()
 	return nil
 }
@@ -177,10 +173,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// replay is a remembered answer.
+// replay is a remembered 200 answer.
 type replay struct {
 	bodyHash string
-	code     int
 	response []byte
 }
 
@@ -269,7 +264,7 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(rp.code)
+		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(rp.response)
 		return
 	}
@@ -299,7 +294,7 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 	}
 	resp, _ := json.Marshal(Response{SourceMessageID: msg.SourceMessageID, Results: results})
 	resp = append(resp, '\n')
-	s.replays.Add(key, replay{bodyHash: bodyHash, code: http.StatusOK, response: resp})
+	s.replays.Add(key, replay{bodyHash: bodyHash, response: resp})
 	log.Info("applied incoming message", "action", msg.Action, "objects", len(results))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -99,8 +99,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := os.MkdirAll(o.BinDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", o.BinDir, err)
 	}
-	withWebhookServer, err := build(ctx, o)
-	if err != nil {
+	if err := build(ctx, o); err != nil {
 		return err
 	}
 	if err := pickPorts(&o); err != nil {
@@ -188,21 +187,19 @@ func Run(ctx context.Context, o Options) (err error) {
 	}); err != nil {
 		return err
 	}
-	if withWebhookServer {
-		if err := children.start(ctx, exited, childSpec{
-			name: "webhookserver", dir: o.BinDir, env: kubeEnv,
-			args: []string{
-				"--kubeconfig", kubeconfig,
-				"--bind-address", addr(o.WebhookServerPort),
-				"--metrics-bind-address", addr(o.WebhookServerMetricsPort),
-			},
-			wait: fmt.Sprintf("http://127.0.0.1:%d/readyz", o.WebhookServerPort),
-		}); err != nil {
-			return err
-		}
+	if err := children.start(ctx, exited, childSpec{
+		name: "webhookserver", dir: o.BinDir, env: kubeEnv,
+		args: []string{
+			"--kubeconfig", kubeconfig,
+			"--bind-address", addr(o.WebhookServerPort),
+			"--metrics-bind-address", addr(o.WebhookServerMetricsPort),
+		},
+		wait: fmt.Sprintf("http://127.0.0.1:%d/readyz", o.WebhookServerPort),
+	}); err != nil {
+		return err
 	}
 
-	printInstructions(o, kubeconfig, receiverURL, incomingURL, withWebhookServer, demo)
+	printInstructions(o, kubeconfig, receiverURL, incomingURL, demo)
 	fmt.Fprintln(o.Out, ReadyLine)
 
 	select {
@@ -214,29 +211,22 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 }
 
-// build compiles the binaries into o.BinDir. The webhookserver is built
-// when its package exists; it reports whether it did.
-func build(ctx context.Context, o Options) (withWebhookServer bool, err error) {
+// build compiles the binaries into o.BinDir.
+func build(ctx context.Context, o Options) error {
 	logger := log.FromContext(ctx)
-	pkgs := []string{"./cmd/manager", "./cmd/receiver"}
-	if _, err := os.Stat(filepath.Join(o.Dir, "cmd", "webhookserver")); err == nil {
-		pkgs = append(pkgs, "./cmd/webhookserver")
-		withWebhookServer = true
-	} else {
-		logger.Info("WARNING: ./cmd/webhookserver does not exist in this tree; running without the webhookserver")
-	}
+	pkgs := []string{"./cmd/manager", "./cmd/receiver", "./cmd/webhookserver"}
 	out, err := filepath.Abs(o.BinDir)
 	if err != nil {
-		return false, fmt.Errorf("bin dir: %w", err)
+		return fmt.Errorf("bin dir: %w", err)
 	}
 	logger.Info("building", "packages", pkgs, "into", o.BinDir)
 	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", out + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = o.Dir
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return false, fmt.Errorf("go build %v: %w", pkgs, err)
+		return fmt.Errorf("go build %v: %w", pkgs, err)
 	}
-	return withWebhookServer, nil
+	return nil
 }
 
 // pickPorts fills every port left at 0 with a free one.

@@ -23,7 +23,7 @@ import (
 )
 
 // printInstructions tells the person what is running and what to try.
-func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, withWebhookServer bool, demo *demoOrg) {
+func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, demo *demoOrg) {
 	kc := kubeconfig
 	if rel, err := filepath.Rel(o.Dir, kubeconfig); err == nil && !strings.HasPrefix(rel, "..") {
 		kc = rel
@@ -35,11 +35,7 @@ func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, w
 	p("labhook dev environment")
 	p("  kubeconfig     %s", kc)
 	p("  receiver       %s   (verifies signatures, logs each message)", receiverURL)
-	if withWebhookServer {
-		p("  webhookserver  %s", incomingURL)
-	} else {
-		p("  webhookserver  not running: ./cmd/webhookserver is not in this tree")
-	}
+	p("  webhookserver  %s", incomingURL)
 	p("  logs           %s", logs)
 	p("")
 	p("Try:")
@@ -48,15 +44,13 @@ func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, w
 		p("  kubectl --kubeconfig %s -n %s get whc %s -o yaml", kc, DemoNamespace, DemoWebhookConfig)
 		p("  kubectl --kubeconfig %s -n %s apply -f config/samples", kc, DemoNamespace)
 		p("  kubectl --kubeconfig %s -n %s get lr,li,om", kc, DemoNamespace)
-		if withWebhookServer {
-			p("")
-			p("  # post seed 000's example as the demo organisation's backend (API key shown only here):")
-			p("  curl -sS -X POST \\")
-			p("    -H 'Authorization: Bearer %s:%s' \\", DemoNamespace, demo.apiKey)
-			p("    -H 'Accept: application/json' -H 'Content-Type: application/json' \\")
-			p("    %s \\", incomingURL)
-			p("    -d @config/samples/incoming/seed-example.json")
-		}
+		p("")
+		p("  # post seed 000's example as the demo organisation's backend (API key shown only here):")
+		p("  curl -sS -X POST \\")
+		p("    -H 'Authorization: Bearer %s:%s' \\", DemoNamespace, demo.apiKey)
+		p("    -H 'Accept: application/json' -H 'Content-Type: application/json' \\")
+		p("    %s \\", incomingURL)
+		p("    -d @config/samples/incoming/seed-example.json")
 		p("")
 		p("  # what the receiver got (also shown here as it arrives):")
 		p("  tail -f %s", filepath.Join(o.BinDir, "receiver.log"))

@@ -49,21 +49,14 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 		return []result{res}, err
 	}
 
-	bin, err := b.binary("webhookserver")
-	if err != nil {
-		res.note = fmt.Sprintf("webhookserver not measurable: %v", err)
-		return []result{res}, nil
-	}
+	bin := b.binaries["webhookserver"]
 	auth, err := b.cl.APIKey(ctx, ns, "bench-api-key-0123456789abcdef")
 	if err != nil {
 		return []result{res}, err
 	}
-	// No rate limit in a throughput benchmark; no client-side throttling
-	// either, when the binary has those flags.
-	args := []string{"--rate-limit=1000000"}
-	if stack.HasFlag(bin, "kube-api-qps") {
-		args = append(args, "--kube-api-qps=5000", "--kube-api-burst=10000")
-	}
+	// No rate limit in a throughput benchmark, and no client-side
+	// throttling either.
+	args := []string{"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000"}
 	ws, wsURL, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-incoming"), args...)
 	if err != nil {
 		res.note = err.Error()

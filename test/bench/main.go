@@ -21,9 +21,7 @@ limitations under the License.
 //
 //	BENCH <name> value=<x> baseline=<y> unit=<u> ratio=<value/baseline> target=<t>
 //
-// Run it with `make bench` (which sets KUBEBUILDER_ASSETS). When a labhook
-// binary is missing from the tree, its benchmark still measures the
-// baseline and prints value=NaN with the reason.
+// Run it with `make bench` (which sets KUBEBUILDER_ASSETS).
 package main
 
 import (
@@ -79,16 +77,8 @@ type bench struct {
 	changes     int
 	objects     int
 	binaries    map[string]string // cmd name -> path
-	missing     map[string]error  // cmd name -> why it is not available
 	standIn     bool              // a WebhookConfig was marked valid by the benchmark
 	managerArgs []string          // extra manager flags, for experiments
-}
-
-func (b *bench) binary(name string) (string, error) {
-	if p, ok := b.binaries[name]; ok {
-		return p, nil
-	}
-	return "", b.missing[name]
 }
 
 func (b *bench) logPath(name string) string { return filepath.Join(b.tmp, name+".log") }
@@ -98,7 +88,7 @@ func logf(format string, args ...any) {
 }
 
 func main() {
-	b := &bench{binaries: map[string]string{}, missing: map[string]error{}}
+	b := &bench{binaries: map[string]string{}}
 	only := flag.String("only", "outgoing,incoming,memory", "Comma-separated benchmarks to run, in this order.")
 	flag.IntVar(&b.concurrency, "concurrency", 8, "Concurrent clients for the throughput benchmarks.")
 	flag.DurationVar(&b.duration, "duration", 15*time.Second, "How long each side of the incoming benchmark runs.")
@@ -152,9 +142,7 @@ func run(ctx context.Context, b *bench, which []string, keep bool) error {
 		logf("building cmd/%s", name)
 		p, err := process.Build(ctx, b.root, b.tmp, name)
 		if err != nil {
-			logf("cmd/%s is not available, its benchmark measures the baseline only: %v", name, err)
-			b.missing[name] = err
-			continue
+			return err
 		}
 		b.binaries[name] = p
 	}

@@ -86,10 +86,6 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	res.baseline = base1
 
 	// labhook.
-	if _, err := b.binary("manager"); err != nil {
-		res.note = fmt.Sprintf("manager not measurable: %v", err)
-		return []result{res}, nil
-	}
 	const ns = "bench-outgoing"
 	if err := b.cl.Namespace(ctx, ns); err != nil {
 		return []result{res}, err
@@ -169,11 +165,7 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 }
 
 func startManager(b *bench, name string) (*process.Process, error) {
-	bin, err := b.binary("manager")
-	if err != nil {
-		return nil, err
-	}
-	return stack.Manager(bin, b.cl.Kubeconfig, b.logPath(name), b.managerArgs...)
+	return stack.Manager(b.binaries["manager"], b.cl.Kubeconfig, b.logPath(name), b.managerArgs...)
 }
 
 func waitValid(ctx context.Context, b *bench, ns, name string) error {

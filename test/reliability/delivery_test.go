@@ -222,9 +222,6 @@ var _ = Describe("Delivery", func() {
 
 	It("hands over to the standby manager when the leader is killed, and loses nothing", func(ctx SpecContext) {
 		bin := binary("manager")
-		if !stack.HasFlag(bin, "leader-election-namespace") {
-			Skip("the manager has no --leader-election-namespace flag: outside a cluster controller-runtime cannot find a namespace for its Lease (note for the lead)")
-		}
 		o := newOutbox(ctx, "rel-leader")
 		args := []string{"--leader-elect", "--leader-election-namespace=" + o.ns}
 		leader, err := stack.Manager(bin, cl.Kubeconfig, logPath("manager-leader-a"), args...)

@@ -23,7 +23,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,17 +37,8 @@ import (
 	"time"
 )
 
-// ErrNotBuilt says a command does not exist (yet) on the branch under test.
-var ErrNotBuilt = errors.New("command not present in this tree")
-
-// Build compiles ./cmd/<name> into dir and returns the binary's path. When
-// the package does not exist it returns an error wrapping ErrNotBuilt, so a
-// caller can report "not measurable" instead of failing.
+// Build compiles ./cmd/<name> into dir and returns the binary's path.
 func Build(ctx context.Context, root, dir, name string) (string, error) {
-	pkg := filepath.Join(root, "cmd", name)
-	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("cmd/%s: %w", name, ErrNotBuilt)
-	}
 	out := filepath.Join(dir, name)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/"+name)
 	cmd.Dir = root

@@ -21,18 +21,10 @@ package stack
 
 import (
 	"fmt"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/labhook/labhook/test/internal/process"
 )
-
-// HasFlag reports whether binary lists flag (without dashes) in its -h output.
-func HasFlag(binary, flag string) bool {
-	out, _ := exec.Command(binary, "-h").CombinedOutput()
-	return strings.Contains(string(out), "-"+flag+" ") || strings.Contains(string(out), "-"+flag+"\n") || strings.Contains(string(out), "-"+flag+"=")
-}
 
 // Manager starts the manager allowing http:// receivers on 127.0.0.0/8 and
 // waits for /readyz.
