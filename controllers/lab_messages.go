@@ -72,7 +72,7 @@ type producedMessage struct {
 // success: the name is deterministic, so it can only be the same message. In
 // a terminating namespace it returns nil and no error.
 func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgType string,
-	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.MessageReference, bool, error) {
+	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.LastMessage, bool, error) {
 	raw, err := json.Marshal(m.context)
 	if err != nil {
 		return nil, false, fmt.Errorf("render context: %w", err)
@@ -106,7 +106,8 @@ func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgT
 	case err != nil && !apierrors.IsAlreadyExists(err):
 		return nil, false, fmt.Errorf("create OutgoingMessage %s: %w", name, err)
 	}
-	return &labhookv1alpha1.MessageReference{Name: name, Status: m.status}, err != nil, nil
+	return &labhookv1alpha1.LastMessage{ID: name, Type: msgType, Status: m.status,
+		Phase: labhookv1alpha1.MessagePending, OutgoingMessage: name}, err != nil, nil
 }
 
 // messageContext is the context of a RESOURCE or INTERFACE message: which

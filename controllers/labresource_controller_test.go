@@ -197,7 +197,7 @@ var _ = Describe("LabResource producer", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			return lr.Status.ObservedGeneration
 		}).Should(BeEquivalentTo(1))
-		Expect(lr.Status.LastMessage.Name).To(Equal(msg.Name))
+		Expect(lr.Status.LastMessage.ID).To(Equal(msg.Name))
 		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
 	})
 

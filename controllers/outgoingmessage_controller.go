@@ -349,8 +349,8 @@ func retryBounds(whc *labhookv1alpha1.WebhookConfig) (int32, time.Duration) {
 	if maxAttempts <= 0 {
 		maxAttempts = 8
 	}
-	if whc.Spec.Retry.MaxAge != nil && whc.Spec.Retry.MaxAge.Duration > 0 {
-		maxAge = whc.Spec.Retry.MaxAge.Duration
+	if d, err := time.ParseDuration(whc.Spec.Retry.MaxAge); err == nil && d > 0 {
+		maxAge = d
 	}
 	return maxAttempts, maxAge
 }

@@ -425,7 +425,7 @@ var _ = Describe("OutgoingMessage delivery", func() {
 	It("fails once the next attempt would be past retry.maxAge", func() {
 		startManager(ns, opts)
 		validConfig(ctx, ns, "backend", rc.URL, func(w *labhookv1alpha1.WebhookConfig) {
-			w.Spec.Retry.MaxAge = &metav1.Duration{Duration: 2 * time.Second}
+			w.Spec.Retry.MaxAge = "2s"
 		})
 		rc.setRespond(func(_ wire.OutgoingMessage, _ int, w http.ResponseWriter) {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -68,6 +68,9 @@ const (
 	ReasonExhausted           = "RetriesExhausted"
 	ReasonRotationGrace       = "PreviousSecretInGrace"
 	ReasonRotationRefused     = "RotationRefused"
+	// ReasonEndpointGone: the receiver answered 410 Gone; nothing more is
+	// sent to it until its url changes or it is re-tested.
+	ReasonEndpointGone = "EndpointGone"
 )
 
 // Annotations a person or a tool sets to ask for an action. Any new value
@@ -114,6 +117,16 @@ const (
 	AnnotationSourceDeleted = "labhook.io/source-deleted"
 )
 
+// AnnotationReplyTo is set by the webhookserver on every object an incoming
+// message wrote when that message's source_message_id names a message
+// labhook sent to the organisation: the value is that message_id.
+const AnnotationReplyTo = "labhook.io/reply-to"
+
+// AnnotationWebhookConfig on an API-key Secret names the WebhookConfig that
+// objects written through that key refer to (spec.webhookConfigRef), so the
+// messages about them go there (per-key configs).
+const AnnotationWebhookConfig = "labhook.io/webhook-config"
+
 // Labels.
 const (
 	// LabelState mirrors WebhookConfig status.state for label selectors.
@@ -122,6 +135,10 @@ const (
 	LabelAPIKey = "labhook.io/api-key"
 	// LabelWebhookConfig names the WebhookConfig a signing Secret belongs to.
 	LabelWebhookConfig = "labhook.io/webhook-config"
+	// LabelWebhookAuthorization marks a Secret that a WebhookConfig's
+	// authorizationSecretRef may name. Without it a namespace editor could
+	// send any Secret of the namespace to a url of their choice.
+	LabelWebhookAuthorization = "labhook.io/webhook-authorization"
 	// LabelLabInterface names the LabInterface a credential Secret belongs to.
 	LabelLabInterface = "labhook.io/lab-interface"
 )

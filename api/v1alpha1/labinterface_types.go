@@ -133,9 +133,12 @@ type LabInterfaceStatus struct {
 	// +optional
 	ResourceID string `json:"resourceID,omitempty"`
 
-	// lastMessage is the newest OutgoingMessage produced for this interface.
+	// lastMessage is the newest INTERFACE message sent (or owed) about this
+	// interface: its id, outcome, and the OutgoingMessage that holds it when
+	// one was needed. An incoming message whose source_message_id is this id
+	// is recorded as a reply to it.
 	// +optional
-	LastMessage *MessageReference `json:"lastMessage,omitempty"`
+	LastMessage *LastMessage `json:"lastMessage,omitempty"`
 
 	// conditions: Ready is True when the resource exists and is READY, the
 	// types are compatible and the authentication Secret exists.
@@ -154,8 +157,11 @@ type LabInterfaceStatus struct {
 // +kubebuilder:printcolumn:name="Resource",type=string,JSONPath=`.spec.resourceRef.name`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last message",type=string,JSONPath=`.status.lastMessage.status`
+// +kubebuilder:printcolumn:name="Delivery",type=string,JSONPath=`.status.lastMessage.phase`
 // +kubebuilder:printcolumn:name="Region",type=string,JSONPath=`.spec.region`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:selectablefield:JSONPath=`.status.lastMessage.id`
 type LabInterface struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

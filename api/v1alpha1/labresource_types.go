@@ -160,9 +160,12 @@ type LabResourceStatus struct {
 	// +optional
 	HandledReplaceRequestedAt *metav1.Time `json:"handledReplaceRequestedAt,omitempty"`
 
-	// lastMessage is the newest OutgoingMessage produced for this resource.
+	// lastMessage is the newest RESOURCE message sent (or owed) about this
+	// resource: its id, outcome, and the OutgoingMessage that holds it when
+	// one was needed. An incoming message whose source_message_id is this id
+	// is recorded as a reply to it.
 	// +optional
-	LastMessage *MessageReference `json:"lastMessage,omitempty"`
+	LastMessage *LastMessage `json:"lastMessage,omitempty"`
 
 	// conditions: Ready is True when phase is READY.
 	// +listType=map
@@ -181,7 +184,10 @@ type LabResourceStatus struct {
 // +kubebuilder:printcolumn:name="Display name",type=string,JSONPath=`.spec.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last message",type=string,JSONPath=`.status.lastMessage.status`
+// +kubebuilder:printcolumn:name="Delivery",type=string,JSONPath=`.status.lastMessage.phase`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:selectablefield:JSONPath=`.status.lastMessage.id`
 type LabResource struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -145,12 +145,40 @@ type OutgoingMessageStatus struct {
 	// +optional
 	LastHandledRedeliverRequest string `json:"lastHandledRedeliverRequest,omitempty"`
 
+	// replies records the incoming messages that answered this one (their
+	// source_message_id is this message's id).
+	// +optional
+	Replies *Replies `json:"replies,omitempty"`
+
 	// conditions: Ready is True once Delivered; its reason says why a
 	// Pending message waits.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Replies counts the incoming messages that answered an outgoing message.
+type Replies struct {
+	// count of incoming messages accepted with this message's id as their
+	// source_message_id. A retry of the same POST is not counted again.
+	// +kubebuilder:validation:Minimum=0
+	Count int32 `json:"count"`
+
+	// lastTime is when the last reply was accepted.
+	// +optional
+	LastTime *metav1.Time `json:"lastTime,omitempty"`
+
+	// lastAction is the action of the last reply: CREATED, UPDATED or DELETED.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	LastAction string `json:"lastAction,omitempty"`
+
+	// objects the last reply wrote (at most 20 are listed).
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	Objects []ObjectReference `json:"objects,omitempty"`
 }
 
 // OutgoingMessage is the durable outbox: one signed message to a customer
@@ -164,6 +192,7 @@ type OutgoingMessageStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts`
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
+// +kubebuilder:printcolumn:name="Replies",type=integer,JSONPath=`.status.replies.count`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type OutgoingMessage struct {

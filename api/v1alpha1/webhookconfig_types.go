@@ -35,6 +35,19 @@ const (
 	StateDeactivated WebhookConfigState = "deactivated"
 )
 
+// SignatureScheme is how labhook signs the messages it sends.
+// +kubebuilder:validation:Enum=hmac-sha256;ed25519
+type SignatureScheme string
+
+const (
+	// SignatureHMACSHA256 is Standard Webhooks "v1": HMAC-SHA256 with a
+	// shared whsec_ secret.
+	SignatureHMACSHA256 SignatureScheme = "hmac-sha256"
+	// SignatureEd25519 is Standard Webhooks "v1a": an Ed25519 signature that
+	// receivers verify with a public key (whpk_).
+	SignatureEd25519 SignatureScheme = "ed25519"
+)
+
 // WebhookConfigSpec is where and how labhook delivers an organisation's messages.
 // +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || !has(self.authorizationSecretRef) || self.secretRef.name != self.authorizationSecretRef.name",message="secretRef and authorizationSecretRef must name different Secrets"
 type WebhookConfigSpec struct {
@@ -74,6 +87,30 @@ type WebhookConfigSpec struct {
 	// +optional
 	AuthorizationSecretRef *SecretKeyReference `json:"authorizationSecretRef,omitempty"`
 
+	// signature chooses how messages are signed: hmac-sha256 (Standard
+	// Webhooks v1, a shared whsec_ secret; the default) or ed25519 (Standard
+	// Webhooks v1a: labhook generates a whsk_/whpk_ key pair, keeps it in the
+	// signing Secret and publishes the public key in status.publicKey).
+	// Changing it sends a new test message.
+	// +kubebuilder:default=hmac-sha256
+	// +optional
+	Signature SignatureScheme `json:"signature,omitempty"`
+
+	// maxRequestsPerSecond is the most requests per second labhook sends to
+	// this receiver, tests and retries included. Unset: no rate limit.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MaxRequestsPerSecond *int32 `json:"maxRequestsPerSecond,omitempty"`
+
+	// maxConcurrentRequests is the most requests labhook has in flight to
+	// this receiver at once. Unset: the manager's
+	// --max-concurrent-requests-per-config.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxConcurrentRequests *int32 `json:"maxConcurrentRequests,omitempty"`
+
 	// eventTypes limits the message types delivered here. Empty means all
 	// types. Messages of other types go to no config unless one names them.
 	// +listType=set
@@ -105,13 +142,15 @@ type RetryPolicy struct {
 	// +optional
 	MaxAttempts int32 `json:"maxAttempts,omitempty"`
 
-	// maxAge is how long after its creation a message may still be retried,
-	// as a Go duration such as 24h or 90m.
+	// maxAge is how long after its first attempt a message may still be
+	// retried, as a Go duration such as 24h, 90m or 1h30m (units ns, us, ms,
+	// s, m, h; no days), from 1s to 720h.
 	// +kubebuilder:default="24h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="maxAge must be between 1s and 720h"
 	// +optional
-	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+	MaxAge string `json:"maxAge,omitempty"`
 }
 
 // WebhookConfigTest is the outcome of the last test message.
@@ -162,6 +201,12 @@ type DeliveryStats struct {
 	// pending is the number of Pending messages for this config, as last counted.
 	// +optional
 	Pending int32 `json:"pending,omitempty"`
+
+	// owed is the number of LabResources and LabInterfaces that owe this
+	// config a message they hold themselves (their status is behind their
+	// spec) while it does not accept deliveries, as last counted.
+	// +optional
+	Owed int32 `json:"owed,omitempty"`
 }
 
 // SecretRotation describes the last signing-secret rotation.
@@ -188,6 +233,11 @@ type WebhookConfigStatus struct {
 	// secretName is the Secret that holds the signing secret.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+
+	// publicKey is the whpk_ public key that verifies this config's
+	// signatures when spec.signature is ed25519.
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
 
 	// testedFingerprint identifies the url, secret and authorization that the
 	// last test used; a change of any of them sends a new test.

@@ -1,0 +1,103 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package hostile is the hostile-tenant suite of SPEC §6: real manager and
+// webhookserver processes on a real API server, driven the way the worst
+// organisation (a customer backend with a valid API key) or a namespace
+// editor (kubectl in their own namespace) would, checking that no one can
+// take labhook down for the others or touch what they do not own. Every
+// spec names the row of the tenancy threat model (docs/security.md) it
+// proves.
+package hostile
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/labhook/labhook/test/internal/cluster"
+	"github.com/labhook/labhook/test/internal/process"
+)
+
+var (
+	root, tmp string
+	cl        *cluster.Cluster
+	binaries  = map[string]string{}
+	nsCounter atomic.Int64
+)
+
+func TestHostile(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	SetDefaultConsistentlyDuration(2 * time.Second)
+	SetDefaultConsistentlyPollingInterval(100 * time.Millisecond)
+	RunSpecs(t, "Hostile-tenant suite")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	ctrllog.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	root, err = cluster.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	tmp, err = os.MkdirTemp("", "labhook-hostile-")
+	Expect(err).NotTo(HaveOccurred())
+	for _, name := range []string{"manager", "webhookserver"} {
+		p, err := process.Build(ctx, root, tmp, name)
+		Expect(err).NotTo(HaveOccurred())
+		binaries[name] = p
+	}
+	cl, err = cluster.Start(tmp)
+	Expect(err).NotTo(HaveOccurred())
+	GinkgoWriter.Printf("logs and kubeconfig in %s\n", tmp)
+}, NodeTimeout(5*time.Minute))
+
+var _ = AfterSuite(func() {
+	if cl != nil {
+		Expect(cl.Stop()).To(Succeed())
+	}
+	if !CurrentSpecReport().Failed() {
+		_ = os.RemoveAll(tmp)
+	}
+})
+
+// binary returns a labhook binary built for the suite.
+func binary(name string) string { return binaries[name] }
+
+// newNamespace creates a fresh organisation for one spec.
+func newNamespace(ctx context.Context, prefix string) string {
+	ns := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
+	Expect(cl.Namespace(ctx, ns)).To(Succeed())
+	return ns
+}
+
+func logPath(name string) string { return filepath.Join(tmp, name+".log") }
+
+// report prints a figure both to the test output and to the report.
+func report(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	GinkgoWriter.Println("HOSTILE " + line)
+	AddReportEntry(line)
+}
