@@ -188,9 +188,11 @@ var _ = Describe("Admission", func() {
 			Expect(f.Close()).To(Succeed())
 		}
 		// The seeds' examples: one receiver, 4 resources, 5 interfaces with 2
-		// credential Secrets, and seed 001's message.
+		// credential Secrets, and seed 001's message; and the organisation's
+		// ResourceQuota, which they fit in.
 		Expect(created).To(Equal(map[string]int{
 			"WebhookConfig": 1, "LabResource": 4, "LabInterface": 5, "Secret": 2, "OutgoingMessage": 1,
+			"ResourceQuota": 1,
 		}))
 	})
 
@@ -700,7 +702,7 @@ var _ = Describe("Bounds", func() {
 				Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, obj.(client.Object)))).To(Succeed())
 				installed++
 			}
-			Expect(installed).To(Equal(4), "two policies, each with its binding")
+			Expect(installed).To(Equal(6), "three policies, each with its binding")
 		})
 
 		// sized renders a free-form JSON object that CEL prints in about n
@@ -729,6 +731,33 @@ var _ = Describe("Bounds", func() {
 				"spec.config.extra is"),
 			Entry("OutgoingMessage context over 64 KiB", "OutgoingMessage", goodMessage+"\ncontext: "+sized(66000),
 				"bytes; at most 65536 (64 KiB) are allowed"),
+		)
+
+		DescribeTable("refuses oversized metadata on labhook objects, naming it and the limit",
+			func(ctx SpecContext, kind, spec string, mutate func(*unstructured.Unstructured), want string) {
+				obj := fromYAML(object(kind, spec))
+				obj.SetNamespace(ns)
+				obj.SetGenerateName("meta-")
+				mutate(obj)
+				Eventually(func(g Gomega) {
+					err := k8sClient.Create(ctx, obj.DeepCopy())
+					g.Expect(err).To(HaveOccurred(), "the API server accepted it")
+					g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+					g.Expect(err.Error()).To(ContainSubstring(want))
+				}).Should(Succeed())
+			},
+			Entry("WebhookConfig annotations over 64 KiB", "WebhookConfig", goodWebhookConfig,
+				func(o *unstructured.Unstructured) { o.SetAnnotations(map[string]string{"note": long(70000)}) },
+				"bytes; at most 65536 (64 KiB) are allowed on labhook objects"),
+			Entry("LabResource with more than 64 labels", "LabResource", goodVM,
+				func(o *unstructured.Unstructured) {
+					l := map[string]string{}
+					for i := range 65 {
+						l[fmt.Sprintf("l%d", i)] = "v"
+					}
+					o.SetLabels(l)
+				},
+				"metadata.labels has 65 labels; at most 64 are allowed on labhook objects"),
 		)
 
 		It("accepts free-form fields within the limits, nested as the backend sent them", func(ctx SpecContext) {
