@@ -420,9 +420,15 @@ func (r *WebhookConfigReconciler) reportRotation(whc *labhookv1alpha1.WebhookCon
 }
 
 // secretProblem reports a Secret that is missing or unusable: the config is
-// invalid until a person fixes it, and the Secret watch brings it back.
+// invalid until a person fixes it, and the Secret watch brings it back. A
+// Secret the API server forbids creating (the organisation's ResourceQuota
+// is used up) is reported the same way, with the API server's message,
+// which names the quota; as nothing labhook watches says when the quota
+// frees up, the error is also returned so the config is retried with
+// backoff.
 func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConfig, err error) (ctrl.Result, error) {
-	if !apierrors.IsNotFound(err) && !errors.Is(err, ErrSecretUnusable) {
+	forbidden := apierrors.IsForbidden(err)
+	if !apierrors.IsNotFound(err) && !errors.Is(err, ErrSecretUnusable) && !forbidden {
 		return ctrl.Result{}, err
 	}
 	st := &whc.Status
@@ -443,6 +449,9 @@ func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConf
 	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, msg)
 	if prevReady == nil || prevReady.Reason != reason || prevReady.Message != msg {
 		r.event(whc, corev1.EventTypeWarning, reason, "ReadSecret", "%s", msg)
+	}
+	if forbidden {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil
 }

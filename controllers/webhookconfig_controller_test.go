@@ -35,6 +35,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -564,6 +565,42 @@ var _ = Describe("WebhookConfig controller", func() {
 				Expect(t).NotTo(ContainSubstring(leak))
 			}
 		}
+	})
+
+	It("reports an organisation's Secret quota that stops its signing Secret, and recovers when the quota allows it", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		// envtest runs no quota controller, so the test writes the usage
+		// the API server's quota admission counts from.
+		quota := &corev1.ResourceQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "labhook-organisation"},
+			Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}},
+		}
+		Expect(k8sClient.Create(ctx, quota)).To(Succeed())
+		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}
+		Expect(k8sClient.Status().Update(ctx, quota)).To(Succeed())
+		startManager(ns, testOptions())
+		Expect(k8sClient.Create(ctx, newWHC(ns, "quota", rcv.URL))).To(Succeed())
+
+		Eventually(stateOf(ctx, ns, "quota")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretError}))
+		ready := meta.FindStatusCondition(getWHC(ctx, ns, "quota").Status.Conditions, labhookv1alpha1.ConditionReady)
+		Expect(ready.Message).To(ContainSubstring("exceeded quota: labhook-organisation"))
+		Eventually(eventsFor(ctx, ns, "quota")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonSecretError))
+		Expect(rcv.count()).To(BeZero())
+
+		By("the quota is raised")
+		Eventually(func() error {
+			var q corev1.ResourceQuota
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(quota), &q); err != nil {
+				return err
+			}
+			q.Spec.Hard[corev1.ResourceSecrets] = resource.MustParse("5")
+			if err := k8sClient.Update(ctx, &q); err != nil {
+				return err
+			}
+			q.Status.Hard = q.Spec.Hard
+			return k8sClient.Status().Update(ctx, &q)
+		}).Should(Succeed())
+		Eventually(stateOf(ctx, ns, "quota"), 90*time.Second).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
 	})
 
 	It("handles a request annotation of any length, recording a long one as its digest", func() {
