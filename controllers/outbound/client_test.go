@@ -251,7 +251,10 @@ func TestSendDoesNotFollowRedirects(t *testing.T) {
 	}
 }
 
-func TestSendClassifiesFailures(t *testing.T) {
+// slowServer starts a loopback server that answers nothing until the test
+// ends or the client gives up.
+func slowServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -261,6 +264,11 @@ func TestSendClassifiesFailures(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(release) })
+	return slow
+}
+
+func TestSendClassifiesFailures(t *testing.T) {
+	slow := slowServer(t)
 
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(tlsSrv.Close)
@@ -389,15 +397,7 @@ func TestSendReusesConnections(t *testing.T) {
 // token (userinfo, query, fragment). Transport errors end up in status,
 // Events and logs, so they name the URL without those parts.
 func TestSendErrorsNameTheURLWithoutTokens(t *testing.T) {
-	release := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(slow.Close)
-	t.Cleanup(func() { close(release) })
+	slow := slowServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
