@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -255,7 +254,7 @@ func (r *WebhookConfigReconciler) reconcileSigningSecret(ctx context.Context, wh
 // rotationRequest returns the rotate-secret-requested-at value when it has
 // not been handled yet.
 func rotationRequest(whc *labhookv1alpha1.WebhookConfig) (string, bool) {
-	req := whc.Annotations[labhookv1alpha1.AnnotationRotateSecretRequestedAt]
+	req := HandledRequest(whc.Annotations[labhookv1alpha1.AnnotationRotateSecretRequestedAt])
 	return req, req != "" && req != whc.Status.LastHandledRotateRequest
 }
 
@@ -421,9 +420,15 @@ func (r *WebhookConfigReconciler) reportRotation(whc *labhookv1alpha1.WebhookCon
 }
 
 // secretProblem reports a Secret that is missing or unusable: the config is
-// invalid until a person fixes it, and the Secret watch brings it back.
+// invalid until a person fixes it, and the Secret watch brings it back. A
+// Secret the API server forbids creating (the organisation's ResourceQuota
+// is used up) is reported the same way, with the API server's message,
+// which names the quota; as nothing labhook watches says when the quota
+// frees up, the error is also returned so the config is retried with
+// backoff.
 func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConfig, err error) (ctrl.Result, error) {
-	if !apierrors.IsNotFound(err) && !errors.Is(err, ErrSecretUnusable) {
+	forbidden := apierrors.IsForbidden(err)
+	if !apierrors.IsNotFound(err) && !errors.Is(err, ErrSecretUnusable) && !forbidden {
 		return ctrl.Result{}, err
 	}
 	st := &whc.Status
@@ -435,12 +440,18 @@ func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConf
 	} else {
 		st.State = labhookv1alpha1.StateDeactivated
 	}
-	msg := err.Error()
-	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, labhookv1alpha1.ReasonSecretError, msg)
-	setCondition(whc, labhookv1alpha1.ConditionStalled, metav1.ConditionTrue, labhookv1alpha1.ReasonSecretError, msg)
-	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, labhookv1alpha1.ReasonSecretError, msg)
-	if prevReady == nil || prevReady.Reason != labhookv1alpha1.ReasonSecretError || prevReady.Message != msg {
-		r.event(whc, corev1.EventTypeWarning, labhookv1alpha1.ReasonSecretError, "ReadSecret", "%s", msg)
+	msg, reason := err.Error(), labhookv1alpha1.ReasonSecretError
+	if errors.Is(err, ErrSecretNotOptedIn) {
+		reason = labhookv1alpha1.ReasonSecretNotOptedIn
+	}
+	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(whc, labhookv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, msg)
+	if prevReady == nil || prevReady.Reason != reason || prevReady.Message != msg {
+		r.event(whc, corev1.EventTypeWarning, reason, "ReadSecret", "%s", msg)
+	}
+	if forbidden {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil
 }
@@ -463,14 +474,28 @@ func fingerprint(whc *labhookv1alpha1.WebhookConfig, secretName, signing, auth s
 
 // --- state and tests -------------------------------------------------------------
 
-// redactedURL is u for conditions and events, with any password in it
-// replaced: Events are readable more widely than the config itself.
+// redactedURL is u for conditions, events and logs, without userinfo,
+// query or fragment, where tokens live: logs and Events are read more
+// widely than the config itself.
 func redactedURL(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "the configured url"
+	if r := outbound.RedactURL(u); r != "" {
+		return r
 	}
-	return parsed.Redacted()
+	return "the configured url"
+}
+
+// HandledRequest is how the value of a request annotation
+// (labhook.io/test-requested-at, rotate-secret-requested-at,
+// redeliver-requested-at) is recorded in a status lastHandled*Request
+// field: as is when it fits the field's 253 characters, else as "sha256:"
+// and its hex digest. An annotation value may be up to 256 KiB; this keeps
+// any value comparable without ever failing the status write.
+func HandledRequest(value string) string {
+	if len(value) <= 253 {
+		return value
+	}
+	sum := sha256.Sum256([]byte(value))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func (r *WebhookConfigReconciler) markDeactivated(whc *labhookv1alpha1.WebhookConfig) {
@@ -505,7 +530,7 @@ func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhoo
 		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, labhookv1alpha1.ReasonTestPending, msg)
 		return
 	}
-	requested := whc.Annotations[labhookv1alpha1.AnnotationTestRequestedAt]
+	requested := HandledRequest(whc.Annotations[labhookv1alpha1.AnnotationTestRequestedAt])
 	testRequested := requested != "" && requested != st.LastHandledTestRequest
 	if !testRequested && !r.testDue(st, fp, now, after) {
 		return

@@ -35,6 +35,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -485,7 +486,7 @@ var _ = Describe("WebhookConfig controller", func() {
 
 	It("sends authorizationSecretRef as a Bearer token and re-tests when it changes", func() {
 		rcv := newHookReceiver(http.StatusOK)
-		createSecret(ctx, ns, "backend", map[string]string{"token": "backend-user:backend-key\n"})
+		createAuthorizationSecret(ctx, ns, "backend", map[string]string{"token": "backend-user:backend-key\n"})
 		startManager(ns, testOptions())
 		whc := newWHC(ns, "authd", rcv.URL)
 		whc.Spec.AuthorizationSecretRef = &labhookv1alpha1.SecretKeyReference{Name: "backend", Key: "token"}
@@ -504,6 +505,116 @@ var _ = Describe("WebhookConfig controller", func() {
 		raw, err := json.Marshal(getWHC(ctx, ns, "authd"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(raw)).NotTo(ContainSubstring("rotated-key"))
+	})
+
+	It("sends no Secret that is not labelled for authorization, says how to opt in, and sends it once labelled", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		// A Secret of the namespace that a namespace editor cannot read.
+		createSecret(ctx, ns, "database", map[string]string{"password": "db-password-not-for-receivers"})
+		startManager(ns, testOptions())
+		whc := newWHC(ns, "exfil", rcv.URL)
+		whc.Spec.AuthorizationSecretRef = &labhookv1alpha1.SecretKeyReference{Name: "database", Key: "password"}
+		Expect(k8sClient.Create(ctx, whc)).To(Succeed())
+
+		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretNotOptedIn}))
+		ready := meta.FindStatusCondition(getWHC(ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionReady)
+		Expect(ready.Message).To(And(
+			ContainSubstring(`authorization secret database: secret unusable: not labelled labhook.io/webhook-authorization: "true"`),
+			ContainSubstring("kubectl -n "+ns+" label secret database labhook.io/webhook-authorization=true")))
+		Expect(meta.IsStatusConditionTrue(getWHC(ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeTrue())
+		Eventually(eventsFor(ctx, ns, "exfil")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonSecretNotOptedIn))
+		Consistently(rcv.count).Should(BeZero(), "nothing is sent, not even a test without the header")
+		raw, err := json.Marshal(getWHC(ctx, ns, "exfil"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(raw)).NotTo(ContainSubstring("db-password"))
+
+		By("a person allowed to label Secrets opts it in")
+		s := signingSecret(ctx, ns, "database")
+		s.Labels = map[string]string{labhookv1alpha1.LabelWebhookAuthorization: "true"}
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+		Expect(rcv.last().Header.Get("Authorization")).To(Equal("Bearer db-password-not-for-receivers"))
+
+		By("removing the label stops it again")
+		s = signingSecret(ctx, ns, "database")
+		s.Labels = nil
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretNotOptedIn}))
+	})
+
+	It("names a failing url in status and events without its userinfo, query or fragment", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		startManager(ns, testOptions())
+		rcv.Close() // nothing listens there any more: a transport error naming the url
+		u := strings.Replace(rcv.URL, "http://", "http://hook-user:hook-pass@", 1) + "/events?token=query-token#frag-token"
+		Expect(k8sClient.Create(ctx, newWHC(ns, "tokens", u))).To(Succeed())
+		Eventually(stateOf(ctx, ns, "tokens")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonConnectionError}))
+		w := getWHC(ctx, ns, "tokens")
+		Expect(w.Status.LastTest.Error).To(ContainSubstring(rcv.URL + "/events"))
+		var list eventsv1.EventList
+		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		texts := []string{w.Status.LastTest.Error}
+		for _, c := range w.Status.Conditions {
+			texts = append(texts, c.Message)
+		}
+		for _, e := range list.Items {
+			texts = append(texts, e.Note)
+		}
+		for _, t := range texts {
+			for _, leak := range []string{"hook-user", "hook-pass", "query-token", "frag-token"} {
+				Expect(t).NotTo(ContainSubstring(leak))
+			}
+		}
+	})
+
+	It("reports an organisation's Secret quota that stops its signing Secret, and recovers when the quota allows it", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		// envtest runs no quota controller, so the test writes the usage
+		// the API server's quota admission counts from.
+		quota := &corev1.ResourceQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "labhook-organisation"},
+			Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}},
+		}
+		Expect(k8sClient.Create(ctx, quota)).To(Succeed())
+		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}
+		Expect(k8sClient.Status().Update(ctx, quota)).To(Succeed())
+		startManager(ns, testOptions())
+		Expect(k8sClient.Create(ctx, newWHC(ns, "quota", rcv.URL))).To(Succeed())
+
+		Eventually(stateOf(ctx, ns, "quota")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretError}))
+		ready := meta.FindStatusCondition(getWHC(ctx, ns, "quota").Status.Conditions, labhookv1alpha1.ConditionReady)
+		Expect(ready.Message).To(ContainSubstring("exceeded quota: labhook-organisation"))
+		Eventually(eventsFor(ctx, ns, "quota")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonSecretError))
+		Expect(rcv.count()).To(BeZero())
+
+		By("the quota is raised")
+		Eventually(func() error {
+			var q corev1.ResourceQuota
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(quota), &q); err != nil {
+				return err
+			}
+			q.Spec.Hard[corev1.ResourceSecrets] = resource.MustParse("5")
+			if err := k8sClient.Update(ctx, &q); err != nil {
+				return err
+			}
+			q.Status.Hard = q.Spec.Hard
+			return k8sClient.Status().Update(ctx, &q)
+		}).Should(Succeed())
+		Eventually(stateOf(ctx, ns, "quota"), 90*time.Second).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+	})
+
+	It("handles a request annotation of any length, recording a long one as its digest", func() {
+		rcv := newHookReceiver(http.StatusOK)
+		startManager(ns, testOptions())
+		Expect(k8sClient.Create(ctx, newWHC(ns, "long", rcv.URL))).To(Succeed())
+		Eventually(stateOf(ctx, ns, "long")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+		value := strings.Repeat("x", 4096)
+		annotate(ctx, ns, "long", labhookv1alpha1.AnnotationTestRequestedAt, value)
+		Eventually(rcv.count).Should(Equal(2))
+		Eventually(func() string { return getWHC(ctx, ns, "long").Status.LastHandledTestRequest }).
+			Should(Equal(controllers.HandledRequest(value)))
+		Expect(controllers.HandledRequest(value)).To(HavePrefix("sha256:"))
+		Consistently(rcv.count).Should(Equal(2), "the recorded digest counts as handled")
 	})
 
 	DescribeTable("refuses targets by policy",

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,6 +37,12 @@ import (
 // A missing Secret is reported as the API's NotFound error instead, so
 // callers can tell "wait for it" from "a person must fix it".
 var ErrSecretUnusable = errors.New("secret unusable")
+
+// ErrSecretNotOptedIn is wrapped by AuthorizationValue when the Secret that
+// authorizationSecretRef names is not labelled
+// labhook.io/webhook-authorization: "true". It also matches
+// ErrSecretUnusable, so callers that handle that need nothing more.
+var ErrSecretNotOptedIn = fmt.Errorf("%w: not labelled %s: \"true\"", ErrSecretUnusable, labhookv1alpha1.LabelWebhookAuthorization)
 
 // signingSecretName is the Secret a WebhookConfig signs with: the one it
 // references, else the one the controller generates for it.
@@ -89,16 +96,46 @@ func secretsFrom(s *corev1.Secret, whc *labhookv1alpha1.WebhookConfig, now time.
 // <value>" for whc, or "" when it has no authorizationSecretRef. Surrounding
 // whitespace is trimmed: Secrets made with --from-file usually end in a
 // newline, which is not a valid header character.
+//
+// The value is sent to a url that whoever edits the WebhookConfig chooses,
+// so only a Secret labelled labhook.io/webhook-authorization: "true" is
+// read: its metadata is checked first, and the data of any other Secret is
+// never loaded (ErrSecretNotOptedIn).
 func AuthorizationValue(ctx context.Context, c client.Reader, whc *labhookv1alpha1.WebhookConfig) (string, error) {
 	ref := whc.Spec.AuthorizationSecretRef
 	if ref == nil {
 		return "", nil
 	}
-	var s corev1.Secret
-	if err := c.Get(ctx, types.NamespacedName{Namespace: whc.Namespace, Name: ref.Name}, &s); err != nil {
+	key := types.NamespacedName{Namespace: whc.Namespace, Name: ref.Name}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := c.Get(ctx, key, m); err != nil {
 		return "", fmt.Errorf("authorization secret %s: %w", ref.Name, err)
 	}
+	if err := authorizationOptedIn(m, whc.Namespace); err != nil {
+		return "", err
+	}
+	var s corev1.Secret
+	if err := c.Get(ctx, key, &s); err != nil {
+		return "", fmt.Errorf("authorization secret %s: %w", ref.Name, err)
+	}
+	// The label is checked again on what was read, in case it was removed
+	// between the two reads.
+	if err := authorizationOptedIn(&s, whc.Namespace); err != nil {
+		return "", err
+	}
 	return authorizationFrom(&s, ref.Key)
+}
+
+// authorizationOptedIn says whether o is labelled for use as an
+// authorization Secret, and if not, how to opt it in.
+func authorizationOptedIn(o metav1.Object, namespace string) error {
+	if o.GetLabels()[labhookv1alpha1.LabelWebhookAuthorization] == "true" {
+		return nil
+	}
+	return fmt.Errorf("authorization secret %s: %w; labhook sends only Secrets marked for this use "+
+		"(kubectl -n %s label secret %s %s=true)", o.GetName(), ErrSecretNotOptedIn,
+		namespace, o.GetName(), labhookv1alpha1.LabelWebhookAuthorization)
 }
 
 func authorizationFrom(s *corev1.Secret, key string) (string, error) {

@@ -40,6 +40,17 @@ func createSecret(ctx context.Context, ns, name string, data map[string]string) 
 	Expect(k8sClient.Create(ctx, s)).To(Succeed())
 }
 
+// createAuthorizationSecret creates a Secret opted in for use by
+// authorizationSecretRef.
+func createAuthorizationSecret(ctx context.Context, ns, name string, data map[string]string) {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+			Labels: map[string]string{labhookv1alpha1.LabelWebhookAuthorization: "true"}},
+		StringData: data,
+	}
+	Expect(k8sClient.Create(ctx, s)).To(Succeed())
+}
+
 var _ = Describe("SigningSecrets and AuthorizationValue", func() {
 	var (
 		ctx context.Context
@@ -98,7 +109,7 @@ var _ = Describe("SigningSecrets and AuthorizationValue", func() {
 		w := whc("auth")
 		Expect(controllers.AuthorizationValue(ctx, k8sClient, w)).To(BeEmpty())
 
-		createSecret(ctx, ns, "backend", map[string]string{"token": "user:key\n"})
+		createAuthorizationSecret(ctx, ns, "backend", map[string]string{"token": "user:key\n"})
 		w.Spec.AuthorizationSecretRef = &labhookv1alpha1.SecretKeyReference{Name: "backend", Key: "token"}
 		Expect(controllers.AuthorizationValue(ctx, k8sClient, w)).To(Equal("user:key"))
 
@@ -109,5 +120,22 @@ var _ = Describe("SigningSecrets and AuthorizationValue", func() {
 		w.Spec.AuthorizationSecretRef.Name = "gone"
 		_, err = controllers.AuthorizationValue(ctx, k8sClient, w)
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("refuses a Secret without the authorization label, as ErrSecretNotOptedIn and ErrSecretUnusable, without the value", func() {
+		createSecret(ctx, ns, "other", map[string]string{"token": "not-for-you"})
+		w := whc("auth")
+		w.Spec.AuthorizationSecretRef = &labhookv1alpha1.SecretKeyReference{Name: "other", Key: "token"}
+		_, err := controllers.AuthorizationValue(ctx, k8sClient, w)
+		Expect(err).To(MatchError(controllers.ErrSecretNotOptedIn))
+		Expect(err).To(MatchError(controllers.ErrSecretUnusable))
+		Expect(err.Error()).NotTo(ContainSubstring("not-for-you"))
+
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrong-value",
+			Labels: map[string]string{labhookv1alpha1.LabelWebhookAuthorization: "yes"}}, StringData: map[string]string{"token": "x"}}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		w.Spec.AuthorizationSecretRef.Name = "wrong-value"
+		_, err = controllers.AuthorizationValue(ctx, k8sClient, w)
+		Expect(err).To(MatchError(controllers.ErrSecretNotOptedIn), "only the value \"true\" opts in")
 	})
 })

@@ -39,9 +39,10 @@ type SecretKeyReference struct {
 	// +required
 	Name string `json:"name"`
 
-	// key in the Secret's data.
+	// key in the Secret's data: letters, digits, '-', '_' and '.'.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	// +required
 	Key string `json:"key"`
 }

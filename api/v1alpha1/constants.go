@@ -38,18 +38,21 @@ const (
 
 // Condition reasons.
 const (
-	ReasonSucceeded           = "Succeeded"
-	ReasonProgressing         = "Progressing"
-	ReasonTestPending         = "TestPending"
-	ReasonTestSucceeded       = "TestSucceeded"
-	ReasonHTTPStatus          = "HTTPStatus"
-	ReasonTimeout             = "Timeout"
-	ReasonTLSError            = "TLSError"
-	ReasonDNSError            = "DNSError"
-	ReasonConnectionError     = "ConnectionError"
-	ReasonRefusedByPolicy     = "RefusedByPolicy"
-	ReasonDeactivated         = "Deactivated"
-	ReasonSecretError         = "SecretError"
+	ReasonSucceeded       = "Succeeded"
+	ReasonProgressing     = "Progressing"
+	ReasonTestPending     = "TestPending"
+	ReasonTestSucceeded   = "TestSucceeded"
+	ReasonHTTPStatus      = "HTTPStatus"
+	ReasonTimeout         = "Timeout"
+	ReasonTLSError        = "TLSError"
+	ReasonDNSError        = "DNSError"
+	ReasonConnectionError = "ConnectionError"
+	ReasonRefusedByPolicy = "RefusedByPolicy"
+	ReasonDeactivated     = "Deactivated"
+	ReasonSecretError     = "SecretError"
+	// ReasonSecretNotOptedIn: authorizationSecretRef names a Secret that is
+	// not labelled labhook.io/webhook-authorization: "true".
+	ReasonSecretNotOptedIn    = "SecretNotOptedIn"
 	ReasonDefaultConflict     = "DefaultConflict"
 	ReasonNoDefaultConflict   = "NoConflict"
 	ReasonDeliveryFailing     = "DeliveryFailing"

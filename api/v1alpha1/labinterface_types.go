@@ -71,7 +71,11 @@ type LabInterfaceConfig struct {
 	// +optional
 	Authentication *InterfaceAuthentication `json:"authentication,omitempty"`
 
-	// extra holds configuration keys labhook does not know, kept as JSON.
+	// extra holds configuration keys labhook does not know, kept as JSON: at
+	// most 64 keys, and at most 16 KiB in all when the
+	// labhook-config-extra-size admission policy of config/default is
+	// installed.
+	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
@@ -125,11 +129,13 @@ type LabInterfaceStatus struct {
 	// endpoint is where attendees connect: ssh://host:22, rdp://host:3389,
 	// http(s)://host:port, or the URL resource's address. host is the
 	// resource's dns, else its publicIP.
+	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// resourceID is the spec.id of the referenced LabResource, kept so the
 	// DELETED message can name it after the resource is gone.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	ResourceID string `json:"resourceID,omitempty"`
 
@@ -142,6 +148,7 @@ type LabInterfaceStatus struct {
 
 	// conditions: Ready is True when the resource exists and is READY, the
 	// types are compatible and the authentication Secret exists.
+	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=type
 	// +optional

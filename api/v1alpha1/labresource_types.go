@@ -85,7 +85,11 @@ type LabResourceConfig struct {
 	// +optional
 	Address string `json:"address,omitempty"`
 
-	// extra holds configuration keys labhook does not know, kept as JSON.
+	// extra holds configuration keys labhook does not know, kept as JSON: at
+	// most 64 keys, and at most 16 KiB in all when the
+	// labhook-config-extra-size admission policy of config/default is
+	// installed.
+	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
@@ -128,12 +132,22 @@ type LabResourceSpec struct {
 	WebhookConfigRef *LocalObjectReference `json:"webhookConfigRef,omitempty"`
 
 	// restartRequestedAt asks the backend to restart the resource: each new
-	// value sends one RESOURCE RESTARTED message.
+	// value sends one RESOURCE RESTARTED message. An RFC 3339 time with an
+	// upper-case T and Z or a numeric offset, such as 2026-11-25T06:00:00Z.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	// +optional
 	RestartRequestedAt *metav1.Time `json:"restartRequestedAt,omitempty"`
 
 	// replaceRequestedAt asks the backend to replace the resource: each new
-	// value sends one RESOURCE REPLACED message.
+	// value sends one RESOURCE REPLACED message. An RFC 3339 time with an
+	// upper-case T and Z or a numeric offset, such as 2026-11-25T06:00:00Z.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	// +optional
 	ReplaceRequestedAt *metav1.Time `json:"replaceRequestedAt,omitempty"`
 }
@@ -149,6 +163,7 @@ type LabResourceStatus struct {
 	Phase ResourcePhase `json:"phase,omitempty"`
 
 	// lastSourceMessageID is the incoming message that last changed this resource.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	LastSourceMessageID string `json:"lastSourceMessageID,omitempty"`
 
@@ -168,6 +183,7 @@ type LabResourceStatus struct {
 	LastMessage *LastMessage `json:"lastMessage,omitempty"`
 
 	// conditions: Ready is True when phase is READY.
+	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=type
 	// +optional

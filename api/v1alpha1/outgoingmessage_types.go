@@ -72,7 +72,11 @@ type OutgoingMessageSpec struct {
 	// +required
 	EntityIDs []string `json:"entityIDs"`
 
-	// context is any additional JSON object the message carries, sent as is.
+	// context is any additional JSON object the message carries, sent as is:
+	// at most 64 keys, and at most 64 KiB in all when the
+	// labhook-message-context-size admission policy of config/default is
+	// installed.
+	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
@@ -94,11 +98,15 @@ type DeliveryAttempt struct {
 	// +optional
 	HTTPStatus int32 `json:"httpStatus,omitempty"`
 
-	// duration of the attempt.
+	// duration of the attempt, as a Go duration such as 120ms.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
 	Duration metav1.Duration `json:"duration,omitempty"`
 
 	// error says why the attempt failed; empty on success.
+	// +kubebuilder:validation:MaxLength=32768
 	// +optional
 	Error string `json:"error,omitempty"`
 }
@@ -114,6 +122,7 @@ type OutgoingMessageStatus struct {
 	Phase MessagePhase `json:"phase,omitempty"`
 
 	// target is the WebhookConfig the message is (or was) delivered to.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Target string `json:"target,omitempty"`
 
@@ -141,7 +150,10 @@ type OutgoingMessageStatus struct {
 	DeliveredTime *metav1.Time `json:"deliveredTime,omitempty"`
 
 	// lastHandledRedeliverRequest is the last value of the
-	// labhook.io/redeliver-requested-at annotation that was acted upon.
+	// labhook.io/redeliver-requested-at annotation that was acted upon; a
+	// value longer than 253 characters is recorded as "sha256:" and its hex
+	// digest.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	LastHandledRedeliverRequest string `json:"lastHandledRedeliverRequest,omitempty"`
 
@@ -152,6 +164,7 @@ type OutgoingMessageStatus struct {
 
 	// conditions: Ready is True once Delivered; its reason says why a
 	// Pending message waits.
+	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -77,13 +77,19 @@ type WebhookConfigSpec struct {
 
 	// secretRef names an existing Secret whose key "secret" holds the signing
 	// secret (whsec_ followed by base64). When absent, labhook generates the
-	// Secret <name>-signing, owned by this WebhookConfig.
+	// Secret <name>-signing, owned by this WebhookConfig. The signing secret
+	// is never sent, logged or copied into status; only signatures made with
+	// it leave labhook.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 
 	// authorizationSecretRef names a Secret key whose value is sent as
 	// "Authorization: Bearer <value>" with every message, for example
-	// "backend-user:backend-key".
+	// "backend-user:backend-key". The Secret must be labelled
+	// labhook.io/webhook-authorization: "true": labhook sends the value of no
+	// other Secret, so naming one only a person who can label Secrets has
+	// marked for this use. Otherwise the config is invalid (reason
+	// SecretError) and nothing is sent.
 	// +optional
 	AuthorizationSecretRef *SecretKeyReference `json:"authorizationSecretRef,omitempty"`
 
@@ -111,8 +117,9 @@ type WebhookConfigSpec struct {
 	// +optional
 	MaxConcurrentRequests *int32 `json:"maxConcurrentRequests,omitempty"`
 
-	// eventTypes limits the message types delivered here. Empty means all
-	// types. Messages of other types go to no config unless one names them.
+	// eventTypes limits the message types delivered here (at most 16). Empty
+	// means all types. Messages of other types go to no config unless one
+	// names them.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
@@ -159,17 +166,22 @@ type WebhookConfigTest struct {
 	Time metav1.Time `json:"time"`
 
 	// messageID of the test message (its webhook-id header).
+	// +kubebuilder:validation:MaxLength=253
 	MessageID string `json:"messageID"`
 
 	// httpStatus answered by the receiver; 0 when no answer arrived.
 	// +optional
 	HTTPStatus int32 `json:"httpStatus,omitempty"`
 
-	// duration of the request.
+	// duration of the request, as a Go duration such as 120ms.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
 	Duration metav1.Duration `json:"duration,omitempty"`
 
 	// error says why the test failed; empty when it passed.
+	// +kubebuilder:validation:MaxLength=32768
 	// +optional
 	Error string `json:"error,omitempty"`
 }
@@ -186,6 +198,7 @@ type DeliveryStats struct {
 	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
 
 	// lastError is the error of the last failed attempt.
+	// +kubebuilder:validation:MaxLength=32768
 	// +optional
 	LastError string `json:"lastError,omitempty"`
 
@@ -231,16 +244,19 @@ type WebhookConfigStatus struct {
 	State WebhookConfigState `json:"state,omitempty"`
 
 	// secretName is the Secret that holds the signing secret.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
 	// publicKey is the whpk_ public key that verifies this config's
 	// signatures when spec.signature is ed25519.
+	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	PublicKey string `json:"publicKey,omitempty"`
 
 	// testedFingerprint identifies the url, secret and authorization that the
 	// last test used; a change of any of them sends a new test.
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	TestedFingerprint string `json:"testedFingerprint,omitempty"`
 
@@ -254,12 +270,17 @@ type WebhookConfigStatus struct {
 	NextTestTime *metav1.Time `json:"nextTestTime,omitempty"`
 
 	// lastHandledTestRequest is the last value of the
-	// labhook.io/test-requested-at annotation that was acted upon.
+	// labhook.io/test-requested-at annotation that was acted upon; a value
+	// longer than 253 characters is recorded as "sha256:" and its hex digest.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	LastHandledTestRequest string `json:"lastHandledTestRequest,omitempty"`
 
 	// lastHandledRotateRequest is the last value of the
-	// labhook.io/rotate-secret-requested-at annotation that was acted upon.
+	// labhook.io/rotate-secret-requested-at annotation that was acted upon; a
+	// value longer than 253 characters is recorded as "sha256:" and its hex
+	// digest.
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	LastHandledRotateRequest string `json:"lastHandledRotateRequest,omitempty"`
 
@@ -272,7 +293,8 @@ type WebhookConfigStatus struct {
 	Deliveries *DeliveryStats `json:"deliveries,omitempty"`
 
 	// conditions: Ready (the config is valid), Reconciling, Stalled,
-	// DefaultConflict, Backlogged.
+	// DefaultConflict, Backlogged, SecretRotation.
+	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=type
 	// +optional

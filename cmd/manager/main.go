@@ -28,14 +28,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/controllers"
+	"github.com/labhook/labhook/controllers/secretcache"
+	"github.com/labhook/labhook/controllers/tolerantwatch"
 )
 
 var version = "dev"
@@ -51,7 +55,7 @@ func main() {
 		burst                                int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authn/authz.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS, only to clients whose token the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager is active.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; required when running outside a cluster.")
@@ -92,21 +96,44 @@ func main() {
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	cfg.UserAgent = fmt.Sprintf("labhook-manager/%s", version)
 
+	metricsOpts := metricsserver.Options{
+		BindAddress:   metricsAddr,
+		SecureServing: secureMetrics,
+		TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+	if secureMetrics {
+		// kubebuilder's scaffold: TokenReview, then SubjectAccessReview for
+		// the request's verb and path (RBAC in config/rbac/metrics_*.yaml).
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	// The cache's informers decode through a transport that skips, rather
+	// than fails on, a labhook object whose stored JSON the Go types refuse,
+	// so one such object never stops the watch for every organisation.
+	cacheCfg := rest.CopyConfig(cfg)
+	cacheCfg.Wrap(tolerantwatch.New(scheme, labhookv1alpha1.GroupVersion.Group).Transport)
+	cacheHTTP, err := rest.HTTPClientFor(cacheCfg)
+	if err != nil {
+		log.Error(err, "unable to build the cache's HTTP client")
+		os.Exit(1)
+	}
+
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress:   metricsAddr,
-			SecureServing: secureMetrics,
-			TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
-		},
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "labhook-manager.labhook.io",
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		// managedFields are never read by labhook; dropping them from the
-		// cache cuts the manager's memory with 30k objects by about a third.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// managedFields and kubectl's last-applied copy are never read by
+		// labhook; dropping them from the cache cuts the manager's memory
+		// with 30k objects by about a third. Secret data never enters it.
+		Cache: cache.Options{DefaultTransform: secretcache.Transform, HTTPClient: cacheHTTP},
+		// Secrets are read live, and the few labhook needs are kept by
+		// resourceVersion, never through an informer holding every
+		// Secret's data.
+		NewClient: secretcache.NewClient(secretcache.DefaultMaxBytes),
 	})
 	if err != nil {
 		log.Error(err, "unable to create manager")

@@ -230,10 +230,32 @@ func (c *Client) send(ctx context.Context, r Request, now time.Time) Result {
 	return res
 }
 
+// RedactURL returns u without userinfo, query and fragment, the parts of a
+// URL where credentials and tokens are usually put, or "" when u does not
+// parse. Every error this package returns names its URL this way, so a
+// token in a receiver's URL never reaches status, Events or logs.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	p.User = nil
+	p.RawQuery, p.ForceQuery = "", false
+	p.Fragment, p.RawFragment = "", ""
+	return p.String()
+}
+
 // classifyError maps a transport error to a Reason. The error text comes
 // from net/http, which never includes request headers, so the Authorization
-// value and the signature cannot leak through it.
+// value and the signature cannot leak through it; the URL it names (which
+// net/http strips of a password only) is redacted here.
 func classifyError(ctx context.Context, err error) Result {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.URL = RedactURL(ue.URL); ue.URL == "" {
+			ue.URL = "(url)"
+		}
+	}
 	var (
 		policy   *PolicyError
 		dnsErr   *net.DNSError

@@ -251,7 +251,10 @@ func TestSendDoesNotFollowRedirects(t *testing.T) {
 	}
 }
 
-func TestSendClassifiesFailures(t *testing.T) {
+// slowServer starts a loopback server that answers nothing until the test
+// ends or the client gives up.
+func slowServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -261,6 +264,11 @@ func TestSendClassifiesFailures(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(release) })
+	return slow
+}
+
+func TestSendClassifiesFailures(t *testing.T) {
+	slow := slowServer(t)
 
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(tlsSrv.Close)
@@ -382,5 +390,63 @@ func TestSendReusesConnections(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("20 sequential sends opened %d connections, want 1", n)
+	}
+}
+
+// TestSendErrorsNameTheURLWithoutTokens: a receiver URL often carries a
+// token (userinfo, query, fragment). Transport errors end up in status,
+// Events and logs, so they name the URL without those parts.
+func TestSendErrorsNameTheURLWithoutTokens(t *testing.T) {
+	slow := slowServer(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	_ = l.Close()
+
+	const tokens = "user-in-url:pass-in-url@"
+	c := outbound.New(outbound.Options{AllowHTTP: true, AllowedCIDRs: loopback})
+	for _, tc := range []struct {
+		name, url, want string
+		timeout         time.Duration
+	}{
+		{"refused", "http://" + tokens + closed + "/hook/path?token=query-token&x=1#fragment-token",
+			"http://" + closed + "/hook/path", 5 * time.Second},
+		{"timeout", strings.Replace(slow.URL, "http://", "http://"+tokens, 1) + "/hook?access_token=query-token",
+			slow.URL + "/hook", 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request(tc.url)
+			req.Timeout = tc.timeout
+			res := c.Send(context.Background(), req)
+			if res.OK() {
+				t.Fatal("Send succeeded")
+			}
+			msg := res.Err.Error()
+			for _, leak := range []string{"user-in-url", "pass-in-url", "query-token", "fragment-token", "x=1", "?", "#"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q contains %q", msg, leak)
+				}
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not name %s", msg, tc.want)
+			}
+			assertNoSecrets(t, res)
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://u:p@example.com:8443/a/b?token=t#f": "https://example.com:8443/a/b",
+		"https://example.com/hook":                   "https://example.com/hook",
+		"https://example.com/hook?":                  "https://example.com/hook",
+		"http://[::1]:80/x?y":                        "http://[::1]:80/x",
+		"%zz":                                        "",
+	} {
+		if got := outbound.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
