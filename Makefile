@@ -48,7 +48,12 @@ envtest: ## Provide kube-apiserver and etcd (built from source the first time).
 .PHONY: test
 test: manifests generate fmt vet ## Unit, envtest and webhookserver tests on a real kube-apiserver + etcd, then bounded fuzzing.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./... -count=1 -timeout 20m $(GO_TEST_FLAGS)
+	$(MAKE) test-prometheus
 	$(MAKE) fuzz
+
+.PHONY: test-prometheus
+test-prometheus: ## Alert rules and dashboard against the metrics labhook exports (own module: config/prometheus/test).
+	cd config/prometheus/test && test -z "$$(gofmt -l .)" && go vet ./... && go test ./... -count=1
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
@@ -67,8 +72,8 @@ test-e2e: build ## End-to-end: make dev's binary, kubectl apply of the samples, 
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./test/e2e/... -count=1 -timeout 15m -v
 
 .PHONY: check-config
-check-config: manifests $(KUSTOMIZE) ## kustomize build of config/default, the standalone-webhookserver overlay and the samples.
-	@for d in config/default config/overlays/standalone-webhookserver config/samples; do \
+check-config: manifests $(KUSTOMIZE) ## kustomize build of config/default, the standalone-webhookserver overlay, the samples and config/prometheus.
+	@for d in config/default config/overlays/standalone-webhookserver config/samples config/prometheus; do \
 		$(KUSTOMIZE) build $$d >/dev/null || exit 1; echo "kustomize build $$d: ok"; done
 
 ##@ Build
