@@ -103,11 +103,8 @@ func configProblems(ns string, w *configStatus, now time.Time) []string {
 	}
 	for _, t := range []string{labhookv1alpha1.ConditionStalled, labhookv1alpha1.ConditionDefaultConflict, labhookv1alpha1.ConditionBacklogged} {
 		if c := meta.FindStatusCondition(w.conditions, t); c != nil && c.Status == metav1.ConditionTrue {
-			add("%s is %s (%s): %s", name, t, c.Reason, c.Message)
+			add("%s: %s: %s", name, t, c.Message)
 		}
-	}
-	if c := meta.FindStatusCondition(w.conditions, labhookv1alpha1.ConditionSecretRotation); c != nil && c.Status == metav1.ConditionFalse {
-		add("%s: secret rotation refused: %s", name, c.Message)
 	}
 	return p
 }

@@ -122,7 +122,7 @@ var _ = Describe("status", func() {
 		Expect(r.err).NotTo(HaveOccurred())
 		Expect(r.out).To(ContainSubstring("Organisation " + org + ": 5 problems"))
 		Expect(r.out).To(MatchRegexp(`! WebhookConfig main \(default\) is invalid \(HTTPStatus\): test message answered HTTP 503; next automatic test in [\dms]+; once the receiver is fixed: kubectl labhook test whc/main -n %s --wait`, org))
-		Expect(r.out).To(ContainSubstring("! WebhookConfig main (default) is Backlogged (BacklogPastWarning): 12000 Pending messages, warning at 10000"))
+		Expect(r.out).To(ContainSubstring("! WebhookConfig main (default): Backlogged: 12000 Pending messages, warning at 10000"))
 		Expect(r.out).To(ContainSubstring("! 1 OutgoingMessage(s) wait for a usable WebhookConfig (oldest waiting-1: webhookconfig main is invalid)"))
 		Expect(r.out).To(ContainSubstring("! 1 OutgoingMessage(s) Failed, their retries exhausted (newest failed-1, EVENT STARTED to main: HTTP 500); once the receiver is fixed: kubectl labhook redeliver --failed -n " + org))
 		Expect(r.out).To(ContainSubstring("! 1 lab object(s) owe a message"))
@@ -189,7 +189,7 @@ var _ = Describe("status", func() {
 			MatchRegexp(`^WebhookConfig flaky: deliveries failing \(3 in a row, last 6\ds ago: timeout\); it becomes invalid if this lasts --invalidate-after$`),
 			"WebhookConfig off is deactivated (spec.deactivated: true): nothing is delivered to it",
 			"WebhookConfig second is new: waiting for its test message to be answered",
-			"WebhookConfig second is DefaultConflict (DefaultConflict): WebhookConfig gone is older and is the namespace default",
+			"WebhookConfig second: DefaultConflict: WebhookConfig gone is older and is the namespace default",
 		))
 	})
 

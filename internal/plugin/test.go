@@ -100,7 +100,7 @@ func (c *cli) printTest(res *testResult, wait bool) {
 	if t := res.LastTest; t != nil {
 		fmt.Fprintf(c.Out, "  test message %s: %s in %s\n", t.MessageID, attemptOutcome(t.HTTPStatus, t.Error), t.Duration.Duration.Round(time.Millisecond))
 	}
-	if res.Message != "" {
+	if res.Message != "" && res.State != labhookv1alpha1.StateValid {
 		fmt.Fprintf(c.Out, "  %s\n", res.Message)
 	}
 }
