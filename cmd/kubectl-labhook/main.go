@@ -35,7 +35,7 @@ func main() {
 	defer stop()
 	cmd := plugin.NewCommand(plugin.Options{IOStreams: genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}})
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(os.Stderr, "error:", plugin.ErrorText(err))
 		stop()
 		os.Exit(1)
 	}

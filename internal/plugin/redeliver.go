@@ -210,8 +210,8 @@ func (c *cli) printRedelivered(res *redeliverResult, output string) error {
 	w := printers.GetNewTabWriter(c.Out)
 	fmt.Fprintln(w, "NAMESPACE\tOUTGOINGMESSAGE\tTYPE\tSTATUS\tWAS\tTARGET\tLAST ATTEMPT\tLAST RESULT")
 	for _, m := range res.Messages {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Name, m.Type, m.Status, m.Phase,
-			orDash(m.Target), ago(c.Now(), m.LastTry), orDash(m.LastResult))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Name, m.Type, cell(m.Status), cell(string(m.Phase)),
+			cell(orDash(m.Target)), ago(c.Now(), m.LastTry), cell(orDash(m.LastResult)))
 	}
 	fmt.Fprintf(w, "%d message(s) %s.\n", len(res.Messages), verb)
 	return w.Flush()

@@ -99,9 +99,9 @@ func (c *cli) printRotate(res *rotateResult, wait bool) {
 	case !wait:
 		fmt.Fprintf(c.Out, "webhookconfig/%s rotation requested (%s=%s)\n", res.WebhookConfig, labhookv1alpha1.AnnotationRotateSecretRequestedAt, res.Requested)
 	case res.Refused != "":
-		fmt.Fprintf(c.Out, "webhookconfig/%s: %s\n", res.WebhookConfig, res.Refused)
+		fmt.Fprintf(c.Out, "webhookconfig/%s: %s\n", res.WebhookConfig, cell(res.Refused))
 	case res.Handled:
-		fmt.Fprintf(c.Out, "webhookconfig/%s: signing secret rotated (Secret %s)\n", res.WebhookConfig, res.Secret)
+		fmt.Fprintf(c.Out, "webhookconfig/%s: signing secret rotated (Secret %s)\n", res.WebhookConfig, cell(res.Secret))
 		if res.PreviousExpiresAt != nil {
 			fmt.Fprintf(c.Out, "  the previous secret also signs until %s (%s); give receivers the new one before then\n",
 				res.PreviousExpiresAt.UTC().Format(time.RFC3339), ago(c.Now(), res.PreviousExpiresAt))

@@ -131,19 +131,19 @@ func (c *cli) send(ctx context.Context, f sendFlags) error {
 	if err != nil {
 		return fmt.Errorf("read the answer of %s: %w", target, err)
 	}
-	fmt.Fprintf(c.Out, "HTTP %s\n", resp.Status)
+	fmt.Fprintf(c.Out, "HTTP %s\n", cell(resp.Status))
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		fmt.Fprintf(c.Out, "Retry-After: %s\n", ra)
+		fmt.Fprintf(c.Out, "Retry-After: %s\n", cell(ra))
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, answer, "", "  ") == nil {
 		answer = pretty.Bytes()
 	}
 	if len(answer) > 0 {
-		fmt.Fprintf(c.Out, "%s\n", bytes.TrimRight(answer, "\n"))
+		fmt.Fprintf(c.Out, "%s\n", block(string(bytes.TrimRight(answer, "\n"))))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("the webhookserver answered %s", resp.Status)
+		return fmt.Errorf("the webhookserver answered %s", cell(resp.Status))
 	}
 	return nil
 }

@@ -32,24 +32,25 @@ func (c *cli) printOrg(o *orgStatus) error {
 	w := printers.GetNewTabWriter(c.Out)
 	fmt.Fprintf(w, "Organisation %s: %s\n", o.Organisation, verdict(o))
 	for _, p := range o.Problems {
-		fmt.Fprintf(w, "  ! %s\n", p)
+		fmt.Fprintf(w, "  ! %s\n", cell(p))
 	}
 	fmt.Fprintln(w)
 	if len(o.WebhookConfigs) > 0 {
 		fmt.Fprintln(w, "WEBHOOKCONFIG\tDEFAULT\tSTATE\tREADY\tREASON\tLAST SUCCESS\tLAST FAILURE\tFAILURES\tPENDING\tOWED\tBACKLOGGED\tURL")
 		for _, cs := range o.WebhookConfigs {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n",
-				cs.Name, yesNo(cs.Default), orDash(string(cs.State)), cs.Ready, orDash(cs.Reason),
+				cell(cs.Name), yesNo(cs.Default), cell(orDash(string(cs.State))), cell(string(cs.Ready)), cell(orDash(cs.Reason)),
 				ago(now, cs.LastSuccess), ago(now, cs.LastFailure), cs.ConsecutiveFailures,
-				cs.Pending, cs.Owed, yesNo(cs.Backlogged), cs.URL)
+				cs.Pending, cs.Owed, yesNo(cs.Backlogged), cell(cs.URL))
 		}
 		fmt.Fprintln(w)
 	}
 	m := o.Messages
-	fmt.Fprintf(w, "OUTGOING MESSAGES\t%d Pending%s, %d Failed, %d Delivered\n", m.Pending, byReason(m.PendingByReason), m.Failed, m.Delivered)
+	fmt.Fprintf(w, "OUTGOING MESSAGES\t%d Pending%s, %d Failed, %d Delivered\n", m.Pending, cell(byReason(m.PendingByReason)), m.Failed, m.Delivered)
 	if m.OldestPending != nil {
-		fmt.Fprintf(w, "OLDEST PENDING\t%s (%s %s, created %s, %d attempt(s)): %s\n", m.OldestPending.Name, m.OldestPending.Type,
-			m.OldestPending.Status, ago(now, &m.OldestPending.Created), m.OldestPending.Attempts, orDash(m.OldestPending.Message))
+		op := m.OldestPending
+		fmt.Fprintf(w, "OLDEST PENDING\t%s\n", cell(fmt.Sprintf("%s (%s %s, created %s, %d attempt(s)): %s", op.Name, op.Type,
+			op.Status, ago(now, &op.Created), op.Attempts, orDash(op.Message))))
 	}
 	l := o.LabObjects
 	fmt.Fprintf(w, "LAB OBJECTS\t%d LabResources, %d LabInterfaces, %d owe a message, %d whose last message Failed\n",
@@ -84,7 +85,7 @@ func (c *cli) printSummary(rep *statusReport) error {
 		}
 		fmt.Fprintf(w, "\n%s:\n", o.Organisation)
 		for _, p := range o.Problems {
-			fmt.Fprintf(w, "  ! %s\n", p)
+			fmt.Fprintf(w, "  ! %s\n", cell(p))
 		}
 	}
 	return w.Flush()

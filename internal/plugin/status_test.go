@@ -223,6 +223,28 @@ var _ = Describe("status", func() {
 		Expect(names).To(ContainElements(healthy, broken))
 	})
 
+	It("prints no terminal control characters a receiver's answer may carry", func(ctx SpecContext) {
+		org := newOrg(ctx)
+		createWHC(ctx, org, "main", nil)
+		setWHCStatus(ctx, org, "main", func(st *labhookv1alpha1.WebhookConfigStatus) {
+			st.State = labhookv1alpha1.StateValid
+			st.Conditions = condition(metav1.ConditionTrue, labhookv1alpha1.ReasonTestSucceeded, "valid")
+			st.Deliveries = &labhookv1alpha1.DeliveryStats{ConsecutiveFailures: 1, LastFailureTime: ptr(ago(time.Minute)),
+				LastError: "HTTP 500: \x1b[2J\x1b]0;owned\x07\r\n  ! all is well\tok \u202egnp.exe"}
+		})
+		r := kubectl(ctx, "status", "-n", org)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.out).NotTo(ContainSubstring("\x1b"))
+		Expect(r.out).NotTo(ContainSubstring("\r"))
+		Expect(r.out).NotTo(ContainSubstring("\u202e"))
+		Expect(r.out).NotTo(MatchRegexp(`(?m)^  ! all is well`), "no forged line")
+		Expect(r.out).To(ContainSubstring("HTTP 500: ?[2J?]0;owned???  ! all is well?ok ?gnp.exe"))
+
+		By("JSON keeps the text, escaped")
+		s := statusOf(ctx, "-n", org)
+		Expect(s.Organisations[0].Problems[0]).To(ContainSubstring("\x1b[2J"))
+	})
+
 	It("refuses an unknown output format before reading anything", func(ctx SpecContext) {
 		r := kubectl(ctx, "status", "-n", "default", "-o", "wide")
 		Expect(r.err).To(MatchError(`--output "wide": must be json or yaml (or unset for a table)`))

@@ -96,12 +96,12 @@ func (c *cli) printTest(res *testResult, wait bool) {
 	if !res.Handled {
 		return
 	}
-	fmt.Fprintf(c.Out, "webhookconfig/%s: %s (%s)\n", res.WebhookConfig, res.State, orDash(res.Reason))
+	fmt.Fprintf(c.Out, "webhookconfig/%s: %s (%s)\n", res.WebhookConfig, cell(string(res.State)), cell(orDash(res.Reason)))
 	if t := res.LastTest; t != nil {
-		fmt.Fprintf(c.Out, "  test message %s: %s in %s\n", t.MessageID, attemptOutcome(t.HTTPStatus, t.Error), t.Duration.Duration.Round(time.Millisecond))
+		fmt.Fprintf(c.Out, "  test message %s: %s in %s\n", cell(t.MessageID), cell(attemptOutcome(t.HTTPStatus, t.Error)), t.Duration.Duration.Round(time.Millisecond))
 	}
 	if res.Message != "" && res.State != labhookv1alpha1.StateValid {
-		fmt.Fprintf(c.Out, "  %s\n", res.Message)
+		fmt.Fprintf(c.Out, "  %s\n", cell(res.Message))
 	}
 }
 

@@ -172,9 +172,9 @@ func (c *cli) verify(f verifyFlags) error {
 		}
 	} else if res.Valid {
 		fmt.Fprintf(c.Out, "signature valid: webhook-id %s, signed at %s, %d signature(s)\n",
-			orDash(res.WebhookID), res.SignedAt.Format(time.RFC3339), res.Signatures)
+			cell(orDash(res.WebhookID)), res.SignedAt.Format(time.RFC3339), res.Signatures)
 		if res.Type != "" {
-			fmt.Fprintf(c.Out, "  message %s: %s %s\n", res.MessageID, res.Type, res.Status)
+			fmt.Fprintf(c.Out, "  message %s: %s %s\n", cell(res.MessageID), cell(res.Type), cell(res.Status))
 		}
 	}
 	if verr != nil {
