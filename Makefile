@@ -2,11 +2,18 @@
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
+# helm is built from source through the Go module proxy (never downloaded
+# as a binary), stamped as the release build stamps it: its version, and the
+# Kubernetes version its client-go speaks, which `helm template` and `helm
+# lint` check the chart's kubeVersion against.
+HELM_VERSION ?= v3.22.0
+HELM_K8S_MINOR ?= 37
 ENVTEST_K8S_VERSION ?= 1.37.2
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 IMG ?= ghcr.io/labhook/labhook:dev
 GO_TEST_FLAGS ?=
 FUZZTIME ?= 20s
@@ -46,9 +53,14 @@ envtest: ## Provide kube-apiserver and etcd (built from source the first time).
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: manifests generate fmt vet ## Unit, envtest and webhookserver tests on a real kube-apiserver + etcd, then bounded fuzzing.
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./... -count=1 -timeout 20m $(GO_TEST_FLAGS)
+test: manifests generate fmt vet lint-helm ## Unit, envtest, webhookserver and chart tests on a real kube-apiserver + etcd, the alert rules, then bounded fuzzing.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -count=1 -timeout 20m $(GO_TEST_FLAGS)
+	$(MAKE) test-prometheus
 	$(MAKE) fuzz
+
+.PHONY: test-prometheus
+test-prometheus: ## Alert rules and dashboard against the metrics labhook exports (own module: config/prometheus/test).
+	cd config/prometheus/test && test -z "$$(gofmt -l .)" && go vet ./... && go test ./... -count=1
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
@@ -67,15 +79,31 @@ test-e2e: build ## End-to-end: make dev's binary, kubectl apply of the samples, 
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./test/e2e/... -count=1 -timeout 15m -v
 
 .PHONY: check-config
-check-config: manifests $(KUSTOMIZE) ## kustomize build of config/default, the standalone-webhookserver overlay and the samples.
-	@for d in config/default config/overlays/standalone-webhookserver config/samples; do \
+check-config: manifests $(KUSTOMIZE) ## kustomize build of config/default, the standalone-webhookserver overlay, the samples and config/prometheus.
+	@for d in config/default config/overlays/standalone-webhookserver config/samples config/prometheus; do \
 		$(KUSTOMIZE) build $$d >/dev/null || exit 1; echo "kustomize build $$d: ok"; done
+
+.PHONY: helm
+helm: manifests $(KUSTOMIZE) ## Generate the Helm chart charts/labhook from config/.
+	go run ./hack/gen-chart --kustomize $(KUSTOMIZE)
+
+.PHONY: lint-helm
+lint-helm: manifests $(KUSTOMIZE) $(HELM) ## The chart is what config/ generates, and helm lint --strict passes in both layouts.
+	go run ./hack/gen-chart --kustomize $(KUSTOMIZE) --check
+	$(HELM) lint --strict charts/labhook
+	$(HELM) lint --strict charts/labhook --set webhookserver.standalone=true --set webhookserver.tls.secretName=labhook-tls \
+		--set monitoring.serviceMonitor=true --set monitoring.prometheusRule=true --set monitoring.dashboard=true
+
+.PHONY: check-helm
+check-helm: lint-helm ## lint-helm, then helm template's output through server-side dry-run on envtest (restricted Pod Security, no warning).
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./test/helm/... -count=1 $(GO_TEST_FLAGS)
 
 ##@ Build
 
 .PHONY: build
-build: ## Build every binary into bin/.
+build: ## Build every binary into bin/, kubectl-labhook and its completion helper included.
 	go build -o $(LOCALBIN)/ ./cmd/...
+	install -m 0755 hack/kubectl_complete-labhook $(LOCALBIN)/
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig's cluster.
@@ -119,6 +147,16 @@ $(CONTROLLER_GEN): | $(LOCALBIN)
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Install kustomize into ./bin.
+
+.PHONY: helm-tool
+helm-tool: $(HELM) ## Build the pinned helm into ./bin.
+
+$(HELM): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN)/helm-build go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)" \
+		helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm-build/helm $@ && rmdir $(LOCALBIN)/helm-build
 
 $(KUSTOMIZE): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)

@@ -58,7 +58,22 @@ func printInstructions(o Options, kubeconfig, receiverURL, incomingURL string, d
 		p("  # no demo organisation (--no-demo); the receiver's signing secret is in %s",
 			filepath.Join(o.BinDir, "receiver-signing-secret"))
 	}
+	printPluginInstructions(p, kc, incomingURL, demo)
 	p("")
 	p("Ctrl-C stops everything.")
 	fmt.Fprint(o.Out, b.String())
+}
+
+// printPluginInstructions shows the kubectl plugin on the dev environment.
+func printPluginInstructions(p func(string, ...any), kc, incomingURL string, demo *demoOrg) {
+	p("")
+	p("  # kubectl labhook, the kubectl plugin (make build puts it in bin/; or run bin/kubectl-labhook):")
+	p("  export PATH=$PWD/bin:$PATH")
+	p("  kubectl labhook --kubeconfig %s status -A", kc)
+	if demo == nil {
+		return
+	}
+	p("  kubectl labhook --kubeconfig %s -n %s test whc/%s --wait", kc, DemoNamespace, DemoWebhookConfig)
+	p("  LABHOOK_API_KEY=%s kubectl labhook --kubeconfig %s send --org %s \\", demo.apiKey, kc, DemoNamespace)
+	p("    -f config/samples/incoming/seed-example.json --url %s", incomingURL)
 }
