@@ -156,8 +156,9 @@ const (
 	jwksMaxAge = 30 * time.Second
 	// jwksMinRefresh is the least time between two fetches a bad signature
 	// causes, so that a sender of garbage cannot make the receiver hammer
-	// the webhookserver.
-	jwksMinRefresh = 5 * time.Second
+	// the webhookserver. It is under labhook's first retry delay (5s), so a
+	// retry can always fetch again.
+	jwksMinRefresh = 3 * time.Second
 	// jwksMaxBytes bounds a JWKS answer (32 keys are about 6 KiB).
 	jwksMaxBytes = 64 << 10
 	jwksTimeout  = 10 * time.Second
@@ -282,6 +283,16 @@ func (h *Handler) verify(ctx context.Context, header http.Header, body []byte) e
 	if err != nil {
 		return err
 	}
+	if len(keys) == 0 && h.keys.Refresh(ctx) {
+		// An organisation's first key may be published a moment before its
+		// first message.
+		if keys, err = h.keys.Keys(ctx); err != nil {
+			return err
+		}
+	}
+	if len(keys) == 0 {
+		return errNoKeys
+	}
 	err = wire.VerifyAny(keys, header, body)
 	if errors.Is(err, wire.ErrNoMatchingSignature) && h.keys.Refresh(ctx) {
 		if keys, kerr := h.keys.Keys(ctx); kerr == nil {
@@ -347,6 +358,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// errNoKeys is a JWKS that holds no key (yet).
+var errNoKeys = errors.New("no key to verify with yet")
 
 // isVerificationFailure tells a message that does not verify from keys
 // that cannot be had.

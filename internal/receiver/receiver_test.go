@@ -427,6 +427,23 @@ func TestReceiverFetchesTheJWKSAndRefetchesForANewKey(t *testing.T) {
 	}
 }
 
+func TestReceiverFetchesAgainWhenTheJWKSWasEmpty(t *testing.T) {
+	priv, pub := newKeyPair(t)
+	jw := newJWKSServer(t)
+	keys, err := receiver.LoadKeys(receiver.Config{JWKSURL: jw.url}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := keys.Keys(context.Background()); err != nil || len(k) != 0 {
+		t.Fatalf("keys of an empty JWKS: %q, %v", k, err)
+	}
+	jw.set(false, pub)
+	url, _, logs := start(t, keys)
+	if got := post(t, url, "m1", []string{priv}, time.Now(), seedMessage(t), nil); got != http.StatusNoContent {
+		t.Fatalf("a key published after the last fetch: status %d, want 204; log:\n%s", got, logs.String())
+	}
+}
+
 func TestReceiverWithoutKeysAnswers503(t *testing.T) {
 	priv, pub := newKeyPair(t)
 	jw := newJWKSServer(t, pub)
@@ -441,6 +458,13 @@ func TestReceiverWithoutKeysAnswers503(t *testing.T) {
 	}
 	if len(h.Received()) != 0 {
 		t.Fatal("a message was recorded without verification")
+	}
+
+	// A JWKS that answers but holds no key is no better.
+	jw.set(false)
+	time.Sleep(1100 * time.Millisecond) // past the one-second pause between failed fetches
+	if got := post(t, url, "m2", []string{priv}, time.Now(), seedMessage(t), nil); got != http.StatusServiceUnavailable {
+		t.Fatalf("an empty JWKS: status %d, want 503", got)
 	}
 }
 
