@@ -92,9 +92,11 @@ func secretsFrom(s *corev1.Secret, whc *labhookv1alpha1.WebhookConfig, now time.
 		}
 	}
 	// Fail here, naming the Secret, rather than at send time without context.
-	if _, err := wire.Sign(secrets, "probe", now, nil); err != nil {
-		return nil, fmt.Errorf("signing secret %s: not a whsec_ secret (whsec_ + base64 of at least %d bytes) "+
-			"or a whsk_ Ed25519 private key (whsk_ + base64 of 32 bytes): %w", s.Name, wire.MinSecretBytes, ErrSecretUnusable)
+	for _, k := range secrets {
+		if wire.CheckSigningKey(k) != nil {
+			return nil, fmt.Errorf("signing secret %s: not a whsec_ secret (whsec_ + base64 of at least %d bytes) "+
+				"or a whsk_ Ed25519 private key (whsk_ + base64 of 32 bytes): %w", s.Name, wire.MinSecretBytes, ErrSecretUnusable)
+		}
 	}
 	return secrets, nil
 }

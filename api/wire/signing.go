@@ -175,6 +175,24 @@ func PublicKey(privateKey string) (string, error) {
 	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey)), nil
 }
 
+// CheckSigningKey reports whether key can sign: a whsec_ secret of at
+// least MinSecretBytes, or a whsk_ Ed25519 private key. It costs less than
+// signing (a 32-byte private key is not expanded), so a caller can check
+// keys ahead of every attempt. The error never contains the key.
+func CheckSigningKey(key string) error {
+	if strings.HasPrefix(key, PrivateKeyPrefix) {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(key, PrivateKeyPrefix))
+		if err == nil && len(b) == ed25519.SeedSize {
+			return nil
+		}
+	}
+	k, err := parseKey(key)
+	if err == nil && k.pub != nil {
+		return ErrPublicKeyToSign
+	}
+	return err
+}
+
 // IsPrivateKey reports whether s is written as an Ed25519 private key
 // (whsk_), that is, signs v1a; it does not check the key itself.
 func IsPrivateKey(s string) bool { return strings.HasPrefix(s, PrivateKeyPrefix) }

@@ -271,6 +271,16 @@ func TestPublicKeyAndKeyForms(t *testing.T) {
 	if _, err := wire.Sign([]string{vectorPublicKey}, "id", time.Now(), nil); !errors.Is(err, wire.ErrPublicKeyToSign) {
 		t.Errorf("Sign with a public key = %v, want ErrPublicKeyToSign", err)
 	}
+	for k, want := range map[string]error{
+		vectorPrivateKey: nil, long: nil, vectorSecret: nil,
+		vectorPublicKey: wire.ErrPublicKeyToSign,
+		wire.PrivateKeyPrefix + base64.StdEncoding.EncodeToString(wrongHalf): wire.ErrInvalidKey,
+		"whsk_!!!": wire.ErrInvalidKey, "whsec_c2hvcnQ=": wire.ErrWeakSecret, "": wire.ErrWeakSecret,
+	} {
+		if err := wire.CheckSigningKey(k); !errors.Is(err, want) || (want == nil && err != nil) {
+			t.Errorf("CheckSigningKey(%.10s…) = %v, want %v", k, err, want)
+		}
+	}
 	if !wire.IsPrivateKey(vectorPrivateKey) || wire.IsPrivateKey(vectorSecret) || wire.IsPrivateKey(vectorPublicKey) {
 		t.Error("IsPrivateKey tells the key kinds apart wrongly")
 	}
@@ -438,4 +448,43 @@ func FuzzVerifyEd25519(f *testing.F) {
 			t.Fatalf("signature over another body accepted for %q", body)
 		}
 	})
+}
+
+// BenchmarkSignAndVerify measures what Ed25519 costs per message against
+// HMAC-SHA256 in the same run, on the test vector's body: sign (what
+// labhook does per attempt) and verify (what a receiver does). It reports
+// the ratio ed25519/hmac of each.
+func BenchmarkSignAndVerify(b *testing.B) {
+	body := []byte(vectorBody)
+	now := time.Now()
+	hmacSig, err := wire.Sign([]string{vectorSecret}, vectorID, now, body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	edSig, err := wire.Sign([]string{vectorPrivateKey}, vectorID, now, body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hmacH, edH := headers(vectorID, now.Unix(), hmacSig), headers(vectorID, now.Unix(), edSig)
+	var signHMAC, signEd, verifyHMAC, verifyEd time.Duration
+	timed := func(d *time.Duration, f func() error) {
+		start := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		*d += time.Since(start)
+	}
+	for b.Loop() {
+		timed(&signHMAC, func() error { _, err := wire.Sign([]string{vectorSecret}, vectorID, now, body); return err })
+		timed(&signEd, func() error { _, err := wire.Sign([]string{vectorPrivateKey}, vectorID, now, body); return err })
+		timed(&verifyHMAC, func() error { return wire.Verify(vectorSecret, hmacH, body) })
+		timed(&verifyEd, func() error { return wire.Verify(vectorPublicKey, edH, body) })
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(signHMAC.Nanoseconds())/n, "sign-hmac-ns")
+	b.ReportMetric(float64(signEd.Nanoseconds())/n, "sign-ed25519-ns")
+	b.ReportMetric(float64(signEd)/float64(signHMAC), "sign-ratio")
+	b.ReportMetric(float64(verifyHMAC.Nanoseconds())/n, "verify-hmac-ns")
+	b.ReportMetric(float64(verifyEd.Nanoseconds())/n, "verify-ed25519-ns")
+	b.ReportMetric(float64(verifyEd)/float64(verifyHMAC), "verify-ratio")
 }
