@@ -122,6 +122,10 @@ func (r *WebhookConfigReconciler) reconcile(ctx context.Context, whc *labhookv1a
 	if err != nil {
 		return r.secretProblem(whc, err)
 	}
+	if err := checkScheme(whc, secret.Name, secrets[0]); err != nil {
+		return r.secretProblem(whc, err)
+	}
+	whc.Status.PublicKey, whc.Status.PreviousPublicKey = publicKeys(secrets)
 	auth, err := AuthorizationValue(ctx, r.APIReader, whc)
 	if err != nil {
 		return r.secretProblem(whc, err)
@@ -135,9 +139,11 @@ func (r *WebhookConfigReconciler) reconcile(ctx context.Context, whc *labhookv1a
 	fp := fingerprint(whc, secret.Name, secrets[0], auth)
 	// Our own rotation moved the tested secret to previousSecret: during
 	// the grace period every message still carries a signature the receiver
-	// accepts, so the rotation alone is not a change to test.
-	if prev := string(secret.Data[labhookv1alpha1.SecretKeyPreviousSigning]); prev != "" &&
-		whc.Status.TestedFingerprint == fingerprint(whc, secret.Name, strings.TrimSpace(prev), auth) {
+	// accepts, so the rotation alone is not a change to test. A switch of
+	// scheme is: the receiver must now verify the other kind of signature.
+	if prev := strings.TrimSpace(string(secret.Data[labhookv1alpha1.SecretKeyPreviousSigning])); prev != "" &&
+		keyScheme(prev) == keyScheme(secrets[0]) &&
+		whc.Status.TestedFingerprint == fingerprint(whc, secret.Name, prev, auth) {
 		whc.Status.TestedFingerprint = fp
 	}
 	r.reconcileTest(ctx, whc, fp, secrets, auth, now, &after)
@@ -300,10 +306,19 @@ func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labh
 	if err := r.adoptSigningSecret(whc, &secret); err != nil {
 		return nil, err
 	}
+	// spec.signature changed: a key of the new scheme, the old one kept
+	// for the grace period like a rotation's.
+	from := keyScheme(string(secret.Data[labhookv1alpha1.SecretKeySigning]))
+	switched := from != signingScheme(whc)
+	if switched {
+		if err := r.rotate(&secret, whc, secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest], now); err != nil {
+			return nil, err
+		}
+	}
 	req, rotateRequested := rotationRequest(whc)
 	rotatedNow := rotateRequested && secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] != req
 	if rotatedNow {
-		if err := r.rotate(&secret, req, now); err != nil {
+		if err := r.rotate(&secret, whc, req, now); err != nil {
 			return nil, err
 		}
 	}
@@ -316,6 +331,11 @@ func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labh
 	if rotateRequested {
 		whc.Status.LastHandledRotateRequest = req
 	}
+	if switched {
+		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonSignatureSchemeChanged, "RotateSecret",
+			"Signing key switched from %s to %s; the %s key also signs until %s", from, signingScheme(whc), from,
+			secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
+	}
 	if rotatedNow {
 		r.event(whc, corev1.EventTypeNormal, "SecretRotated", "RotateSecret",
 			"Signing secret rotated; the previous one also signs until %s", secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
@@ -325,7 +345,7 @@ func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labh
 }
 
 func (r *WebhookConfigReconciler) createSigningSecret(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, name string, secret *corev1.Secret) error {
-	value, err := wire.GenerateSecret()
+	value, err := newSigningKey(signingScheme(whc))
 	if err != nil {
 		return err
 	}
@@ -362,7 +382,7 @@ func (r *WebhookConfigReconciler) adoptSigningSecret(whc *labhookv1alpha1.Webhoo
 	secret.Labels[labhookv1alpha1.LabelWebhookConfig] = whc.Name
 	if _, err := secretsFrom(secret, whc, time.Now()); err != nil {
 		// Ours and unusable (edited by hand): a new secret is the only repair.
-		value, err := wire.GenerateSecret()
+		value, err := newSigningKey(signingScheme(whc))
 		if err != nil {
 			return err
 		}
@@ -375,11 +395,11 @@ func (r *WebhookConfigReconciler) adoptSigningSecret(whc *labhookv1alpha1.Webhoo
 	return nil
 }
 
-// rotate moves the current secret to previousSecret and generates a new
-// one. The request it answers and the grace period are recorded on the
-// Secret itself, in the same write.
-func (r *WebhookConfigReconciler) rotate(secret *corev1.Secret, request string, now time.Time) error {
-	value, err := wire.GenerateSecret()
+// rotate moves the current key to previousSecret and generates a new one
+// of the scheme whc asks for. The request it answers (if any) and the
+// grace period are recorded on the Secret itself, in the same write.
+func (r *WebhookConfigReconciler) rotate(secret *corev1.Secret, whc *labhookv1alpha1.WebhookConfig, request string, now time.Time) error {
+	value, err := newSigningKey(signingScheme(whc))
 	if err != nil {
 		return err
 	}
@@ -388,7 +408,9 @@ func (r *WebhookConfigReconciler) rotate(secret *corev1.Secret, request string, 
 	if secret.Annotations == nil {
 		secret.Annotations = map[string]string{}
 	}
-	secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] = request
+	if request != "" {
+		secret.Annotations[labhookv1alpha1.AnnotationRotatedForRequest] = request
+	}
 	secret.Annotations[labhookv1alpha1.AnnotationRotatedAt] = now.UTC().Format(time.RFC3339)
 	secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt] = now.Add(r.Options.RotationGracePeriod).UTC().Format(time.RFC3339)
 	return nil
@@ -435,6 +457,8 @@ func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConf
 	prevReady := meta.FindStatusCondition(st.Conditions, labhookv1alpha1.ConditionReady)
 	st.TestedFingerprint = "" // test again once the Secret is fixed
 	st.NextTestTime = nil
+	st.PublicKey, st.PreviousPublicKey = "", "" // nothing signs
+
 	if !whc.Spec.Deactivated {
 		st.State = labhookv1alpha1.StateInvalid
 	} else {

@@ -53,11 +53,17 @@ func signingSecretName(whc *labhookv1alpha1.WebhookConfig) string {
 	return whc.Name + "-signing"
 }
 
-// SigningSecrets returns the whsec_ secrets to sign a message for whc with,
-// current first. The previous secret of a rotation follows while its grace
-// period (status.rotation.previousExpiresAt) lasts. For a user-provided
-// secretRef, a previousSecret key is honoured for as long as the user keeps
-// it, which is how they rotate a Secret they own.
+// SigningSecrets returns the keys to sign a message for whc with, current
+// first: whsec_ secrets (hmac-sha256) or whsk_ private keys (ed25519), as
+// the signing Secret holds them; wire.Sign picks v1 or v1a per key. The
+// previous key of a rotation (or of a switch of spec.signature) follows
+// while its grace period (status.rotation.previousExpiresAt) lasts. For a
+// user-provided secretRef, a previousSecret key is honoured for as long as
+// the user keeps it, which is how they rotate a Secret they own.
+//
+// It signs with what the Secret holds even while spec.signature asks for
+// the other scheme: the WebhookConfig reconciler replaces the key (and
+// re-tests) moments later, and until then receivers expect the old one.
 func SigningSecrets(ctx context.Context, c client.Reader, whc *labhookv1alpha1.WebhookConfig) ([]string, error) {
 	return signingSecrets(ctx, c, whc, time.Now())
 }
@@ -86,10 +92,68 @@ func secretsFrom(s *corev1.Secret, whc *labhookv1alpha1.WebhookConfig, now time.
 		}
 	}
 	// Fail here, naming the Secret, rather than at send time without context.
-	if _, err := wire.Sign(secrets, "probe", now, nil); err != nil {
-		return nil, fmt.Errorf("signing secret %s: not whsec_ + base64: %w", s.Name, ErrSecretUnusable)
+	for _, k := range secrets {
+		if wire.CheckSigningKey(k) != nil {
+			return nil, fmt.Errorf("signing secret %s: not a whsec_ secret (whsec_ + base64 of at least %d bytes) "+
+				"or a whsk_ Ed25519 private key (whsk_ + base64 of 32 bytes): %w", s.Name, wire.MinSecretBytes, ErrSecretUnusable)
+		}
 	}
 	return secrets, nil
+}
+
+// signingScheme is the scheme whc asks for; unset means hmac-sha256.
+func signingScheme(whc *labhookv1alpha1.WebhookConfig) labhookv1alpha1.SignatureScheme {
+	if whc.Spec.Signature == labhookv1alpha1.SignatureEd25519 {
+		return labhookv1alpha1.SignatureEd25519
+	}
+	return labhookv1alpha1.SignatureHMACSHA256
+}
+
+// keyScheme is the scheme a signing key belongs to, by its prefix.
+func keyScheme(key string) labhookv1alpha1.SignatureScheme {
+	if wire.IsPrivateKey(key) {
+		return labhookv1alpha1.SignatureEd25519
+	}
+	return labhookv1alpha1.SignatureHMACSHA256
+}
+
+// newSigningKey generates a key of scheme: a whsec_ secret, or a whsk_
+// Ed25519 private key.
+func newSigningKey(scheme labhookv1alpha1.SignatureScheme) (string, error) {
+	if scheme == labhookv1alpha1.SignatureEd25519 {
+		priv, _, err := wire.GenerateKeyPair()
+		return priv, err
+	}
+	return wire.GenerateSecret()
+}
+
+// checkScheme refuses a current signing key of another scheme than
+// spec.signature asks for. It matters for a Secret the user owns; the
+// generated one is replaced instead.
+func checkScheme(whc *labhookv1alpha1.WebhookConfig, secretName, current string) error {
+	want, got := signingScheme(whc), keyScheme(current)
+	if want == got {
+		return nil
+	}
+	form := map[labhookv1alpha1.SignatureScheme]string{
+		labhookv1alpha1.SignatureHMACSHA256: "a whsec_ secret",
+		labhookv1alpha1.SignatureEd25519:    "a whsk_ Ed25519 private key",
+	}
+	return fmt.Errorf("spec.signature is %s but signing secret %s key %q holds %s; put %s there "+
+		"(the old one may stay under %q while receivers switch): %w", want, secretName,
+		labhookv1alpha1.SecretKeySigning, form[got], form[want], labhookv1alpha1.SecretKeyPreviousSigning, ErrSecretUnusable)
+}
+
+// publicKeys returns the whpk_ public keys of the current and previous
+// signing keys, "" for a key that is not an Ed25519 private key.
+func publicKeys(keys []string) (current, previous string) {
+	if len(keys) > 0 {
+		current, _ = wire.PublicKey(keys[0])
+	}
+	if len(keys) > 1 {
+		previous, _ = wire.PublicKey(keys[1])
+	}
+	return current, previous
 }
 
 // AuthorizationValue returns the value to send as "Authorization: Bearer

@@ -96,6 +96,9 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Secret{}); err != nil {
 		return nil, fmt.Errorf("informer for API-key Secrets: %w", err)
 	}
+	if _, err := mgr.GetCache().GetInformer(context.Background(), &labhookv1alpha1.WebhookConfig{}); err != nil {
+		return nil, fmt.Errorf("informer for WebhookConfigs' public keys: %w", err)
+	}
 	if err := mgr.Add(srv); err != nil {
 		return nil, err
 	}
@@ -123,15 +126,18 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 	return srv, nil
 }
 
-// CacheOptions keeps the webhookserver's one cache small: API-key Secrets
-// only, selected by label, keeping just the key fields. LabResources and
-// LabInterfaces are not cached: each message reads the objects it names.
+// CacheOptions keeps the webhookserver's cache small: API-key Secrets
+// only, selected by label, keeping just the key fields; and WebhookConfigs
+// trimmed to their names and public keys, for the JWKS endpoint.
+// LabResources and LabInterfaces are not cached: each message reads the
+// objects it names.
 func CacheOptions() cache.Options {
 	keys := labels.SelectorFromSet(labels.Set{labhookv1alpha1.LabelAPIKey: "true"})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: keys, Transform: trimSecret},
+			&corev1.Secret{}:                 {Label: keys, Transform: trimSecret},
+			&labhookv1alpha1.WebhookConfig{}: {Transform: trimWebhookConfig},
 		},
 	}
 }

@@ -74,6 +74,10 @@ const (
 	// ReasonEndpointGone: the receiver answered 410 Gone; nothing more is
 	// sent to it until its url changes or it is re-tested.
 	ReasonEndpointGone = "EndpointGone"
+	// ReasonSignatureSchemeChanged: spec.signature changed, so the generated
+	// signing Secret got a key of the new scheme; the old key still signs
+	// for the rotation grace period.
+	ReasonSignatureSchemeChanged = "SignatureSchemeChanged"
 )
 
 // Annotations a person or a tool sets to ask for an action. Any new value
@@ -153,10 +157,12 @@ const FinalizerOutgoingMessage = "labhook.io/outgoing-message"
 // Secret keys.
 const (
 	// SecretKeySigning is the key of a signing Secret that holds the current
-	// whsec_ secret.
+	// signing key: a whsec_ secret (hmac-sha256) or a whsk_ Ed25519 private
+	// key (ed25519).
 	SecretKeySigning = "secret"
-	// SecretKeyPreviousSigning holds the secret replaced by the last rotation,
-	// still used to sign until status.rotation.previousExpiresAt.
+	// SecretKeyPreviousSigning holds the key replaced by the last rotation
+	// or switch of spec.signature, still used to sign until
+	// status.rotation.previousExpiresAt.
 	SecretKeyPreviousSigning = "previousSecret"
 	// SecretKeyAPIKey and SecretKeyAPIKeySHA256 hold an incoming API key, in
 	// plain text or as the hex SHA-256 of it.

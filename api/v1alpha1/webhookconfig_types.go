@@ -76,10 +76,15 @@ type WebhookConfigSpec struct {
 	Deactivated bool `json:"deactivated,omitempty"`
 
 	// secretRef names an existing Secret whose key "secret" holds the signing
-	// secret (whsec_ followed by base64). When absent, labhook generates the
-	// Secret <name>-signing, owned by this WebhookConfig. The signing secret
-	// is never sent, logged or copied into status; only signatures made with
-	// it leave labhook.
+	// key: for hmac-sha256 a whsec_ secret (whsec_ followed by base64), for
+	// ed25519 a whsk_ private key (whsk_ followed by the base64 of the
+	// 32-byte Ed25519 private key); a key of the other scheme leaves the
+	// config invalid. An optional key "previousSecret" (either scheme) also
+	// signs while it is there, which is how you rotate a Secret you own.
+	// When absent, labhook generates the Secret <name>-signing, owned by
+	// this WebhookConfig. The signing key is never sent, logged or copied
+	// into status; only signatures made with it (and, for ed25519, its
+	// public key) leave labhook.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 
@@ -95,9 +100,12 @@ type WebhookConfigSpec struct {
 
 	// signature chooses how messages are signed: hmac-sha256 (Standard
 	// Webhooks v1, a shared whsec_ secret; the default) or ed25519 (Standard
-	// Webhooks v1a: labhook generates a whsk_/whpk_ key pair, keeps it in the
-	// signing Secret and publishes the public key in status.publicKey).
-	// Changing it sends a new test message.
+	// Webhooks v1a: labhook generates a whsk_ private key into the signing
+	// Secret and publishes its whpk_ public key in status.publicKey and in
+	// the organisation's JWKS on the webhookserver). Changing it generates a
+	// key of the new scheme and sends a new test message; the old key keeps
+	// signing for the rotation grace period, so receivers can switch
+	// without losing messages.
 	// +kubebuilder:default=hmac-sha256
 	// +optional
 	Signature SignatureScheme `json:"signature,omitempty"`
@@ -248,11 +256,23 @@ type WebhookConfigStatus struct {
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
-	// publicKey is the whpk_ public key that verifies this config's
-	// signatures when spec.signature is ed25519.
+	// publicKey is the whpk_ public key (whpk_ followed by the base64 of
+	// the 32-byte Ed25519 public key) that verifies this config's v1a
+	// signatures when it signs with ed25519; empty for hmac-sha256.
+	// Receivers may read it from here, or fetch it from the webhookserver's
+	// JWKS (GET /api/v1/webhooks/jwks/<namespace>).
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	PublicKey string `json:"publicKey,omitempty"`
+
+	// previousPublicKey is the public key of the Ed25519 key that a rotation
+	// (or a switch of spec.signature) replaced, while it still signs: until
+	// status.rotation.previousExpiresAt, or, for a Secret named by
+	// spec.secretRef, while its key "previousSecret" holds a whsk_ key.
+	// Empty otherwise.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	PreviousPublicKey string `json:"previousPublicKey,omitempty"`
 
 	// testedFingerprint identifies the url, secret and authorization that the
 	// last test used; a change of any of them sends a new test.

@@ -20,10 +20,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,14 +58,14 @@ func (s *syncBuffer) String() string {
 }
 
 // start runs a receiver on a real 127.0.0.1 listener until the test ends.
-func start(t *testing.T, secret string) (url string, h *receiver.Handler, logs *syncBuffer) {
+func start(t *testing.T, keys receiver.KeySource) (url string, h *receiver.Handler, logs *syncBuffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs = &syncBuffer{}
-	h = receiver.NewHandler(secret, slog.New(slog.NewJSONHandler(logs, nil)))
+	h = receiver.NewHandler(keys, slog.New(slog.NewJSONHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- receiver.Serve(ctx, ln, h) }()
@@ -158,7 +161,7 @@ func TestReceiverAcceptsSignedMessagesAndRefusesTheRest(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			url, h, logs := start(t, secret)
+			url, h, logs := start(t, receiver.StaticKeys{secret})
 			got := post(t, url, "4dd6be9e", c.secrets, c.ts, c.body, c.tamper)
 			if got != c.want {
 				t.Fatalf("status %d, want %d; log:\n%s", got, c.want, logs.String())
@@ -176,7 +179,7 @@ func TestReceiverAcceptsSignedMessagesAndRefusesTheRest(t *testing.T) {
 
 func TestReceiverLogsEachMessageAsJSON(t *testing.T) {
 	secret := newSecret(t)
-	url, h, logs := start(t, secret)
+	url, h, logs := start(t, receiver.StaticKeys{secret})
 	for range 2 {
 		if got := post(t, url, "4dd6be9e", []string{secret}, time.Now(), seedMessage(t), nil); got != http.StatusNoContent {
 			t.Fatalf("status %d", got)
@@ -212,37 +215,256 @@ func TestReceiverLogsEachMessageAsJSON(t *testing.T) {
 	}
 }
 
-func TestLoadSecret(t *testing.T) {
+func TestLoadKeys(t *testing.T) {
 	secret := newSecret(t)
+	priv, pub := newKeyPair(t)
+	_, pub2 := newKeyPair(t)
 	file := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := func(v string) func(string) string {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(kv ...string) func(string) string {
 		return func(k string) string {
-			if k == receiver.SecretEnv {
-				return v
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
 			}
 			return ""
 		}
 	}
 	cases := []struct {
-		name, file, env, want string
-		wantErr               bool
+		name    string
+		cfg     receiver.Config
+		env     func(string) string
+		want    []string
+		jwks    bool
+		wantErr error // nil: any error when wantFail
+		fail    bool
 	}{
-		{name: "from the environment", env: secret, want: secret},
-		{name: "from a file, trailing newline trimmed", file: file, env: "whsec_ignored", want: secret},
-		{name: "none", wantErr: true},
-		{name: "not a whsec_ secret", env: "hunter2", wantErr: true},
-		{name: "missing file", file: filepath.Join(t.TempDir(), "absent"), wantErr: true},
+		{name: "secret from the environment", env: env(receiver.SecretEnv, secret), want: []string{secret}},
+		{name: "secret from a file, trailing newline trimmed", cfg: receiver.Config{SecretFile: file},
+			env: env(receiver.SecretEnv, "whsec_ignored"), want: []string{secret}},
+		{name: "public keys from the flag", cfg: receiver.Config{PublicKeys: []string{pub, " " + pub2}},
+			env: env(receiver.PublicKeyEnv, "ignored"), want: []string{pub, pub2}},
+		{name: "public keys from the environment, beside the secret",
+			env: env(receiver.SecretEnv, secret, receiver.PublicKeyEnv, pub+","+pub2), want: []string{secret, pub, pub2}},
+		{name: "a JWKS URL", cfg: receiver.Config{JWKSURL: "https://labhook.example.com/api/v1/webhooks/jwks/acme"}, env: env(), jwks: true},
+		{name: "none", env: env(), fail: true},
+		{name: "not a whsec_ secret", env: env(receiver.SecretEnv, "hunter2"), fail: true},
+		{name: "missing file", cfg: receiver.Config{SecretFile: filepath.Join(t.TempDir(), "absent")}, env: env(), fail: true},
+		{name: "empty file", cfg: receiver.Config{SecretFile: empty}, env: env(), fail: true},
+		{name: "the private key given as public key", cfg: receiver.Config{PublicKeys: []string{priv}}, env: env(),
+			fail: true, wantErr: wire.ErrPrivateKeyToVerify},
+		{name: "a malformed public key", cfg: receiver.Config{PublicKeys: []string{"whpk_AAAA"}}, env: env(),
+			fail: true, wantErr: wire.ErrInvalidKey},
+		{name: "a JWKS URL that is not absolute", cfg: receiver.Config{JWKSURL: "labhook/jwks"}, env: env(), fail: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := receiver.LoadSecret(c.file, env(c.env))
-			if (err != nil) != c.wantErr || got != c.want {
-				t.Fatalf("LoadSecret = %q, %v; want %q, error=%v", got, err, c.want, c.wantErr)
+			got, err := receiver.LoadKeys(c.cfg, c.env)
+			if c.fail {
+				if err == nil || (c.wantErr != nil && !errors.Is(err, c.wantErr)) {
+					t.Fatalf("LoadKeys = %v, %v; want error %v", got, err, c.wantErr)
+				}
+				if strings.Contains(err.Error(), strings.TrimPrefix(priv, wire.PrivateKeyPrefix)) {
+					t.Fatal("the error contains the private key")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, isJWKS := got.(*receiver.JWKSKeys); isJWKS != c.jwks {
+				t.Fatalf("LoadKeys = %T, JWKS source %v", got, c.jwks)
+			}
+			if !c.jwks {
+				keys, _ := got.Keys(context.Background())
+				if strings.Join(keys, " ") != strings.Join(c.want, " ") {
+					t.Fatalf("keys %q, want %q", keys, c.want)
+				}
 			}
 		})
+	}
+}
+
+func newKeyPair(t *testing.T) (string, string) {
+	t.Helper()
+	priv, pub, err := wire.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, pub
+}
+
+func TestReceiverVerifiesEd25519WithPublicKeys(t *testing.T) {
+	priv, pub := newKeyPair(t)
+	prevPriv, prevPub := newKeyPair(t)
+	otherPriv, _ := newKeyPair(t)
+	secret := newSecret(t)
+	body := seedMessage(t)
+	cases := []struct {
+		name string
+		keys receiver.StaticKeys
+		sign []string
+		want int
+	}{
+		{"v1a with the public key", receiver.StaticKeys{pub}, []string{priv}, http.StatusNoContent},
+		{"v1a during a rotation, with the previous public key", receiver.StaticKeys{prevPub}, []string{priv, prevPriv}, http.StatusNoContent},
+		{"v1a and v1 during a switch, with the secret only", receiver.StaticKeys{secret}, []string{priv, secret}, http.StatusNoContent},
+		{"v1a from another key", receiver.StaticKeys{pub}, []string{otherPriv}, http.StatusUnauthorized},
+		{"v1 only, with a public key", receiver.StaticKeys{pub}, []string{secret}, http.StatusUnauthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url, h, logs := start(t, c.keys)
+			if got := post(t, url, "4dd6be9e", c.sign, time.Now(), body, nil); got != c.want {
+				t.Fatalf("status %d, want %d; log:\n%s", got, c.want, logs.String())
+			}
+			if recorded := len(h.Received()) == 1; recorded != (c.want == http.StatusNoContent) {
+				t.Fatalf("recorded %v for status %d", recorded, c.want)
+			}
+		})
+	}
+}
+
+// jwksServer is a webhookserver's JWKS endpoint on loopback whose keys a
+// test changes, counting fetches.
+type jwksServer struct {
+	url     string
+	mu      sync.Mutex
+	keys    []string
+	fetches int
+	down    bool
+}
+
+func newJWKSServer(t *testing.T, keys ...string) *jwksServer {
+	t.Helper()
+	j := &jwksServer{keys: keys}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		j.fetches++
+		if j.down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		set := wire.JWKS{Keys: []wire.JWK{{Kty: "RSA", Kid: "ignored"}}}
+		for _, k := range j.keys {
+			jwk, err := wire.NewJWK(k)
+			if err != nil {
+				t.Error(err)
+			}
+			set.Keys = append(set.Keys, jwk)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(srv.Close)
+	j.url = srv.URL + wire.JWKSPathPrefix + "acme"
+	return j
+}
+
+func (j *jwksServer) set(down bool, keys ...string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.down, j.keys = down, keys
+}
+
+func (j *jwksServer) count() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.fetches
+}
+
+func TestReceiverFetchesTheJWKSAndRefetchesForANewKey(t *testing.T) {
+	privA, pubA := newKeyPair(t)
+	privB, pubB := newKeyPair(t)
+	otherPriv, _ := newKeyPair(t)
+	body := seedMessage(t)
+	jw := newJWKSServer(t, pubA)
+	keys, err := receiver.LoadKeys(receiver.Config{JWKSURL: jw.url}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, h, logs := start(t, keys)
+
+	if got := post(t, url, "m1", []string{privA}, time.Now(), body, nil); got != http.StatusNoContent {
+		t.Fatalf("signed with the published key: status %d; log:\n%s", got, logs.String())
+	}
+	if got := post(t, url, "m2", []string{privA}, time.Now(), body, nil); got != http.StatusNoContent || jw.count() != 1 {
+		t.Fatalf("second message: status %d after %d fetches, want 204 after 1 (keys are cached)", got, jw.count())
+	}
+
+	// A config switched to ed25519 signs with a key the receiver has not
+	// fetched yet: the miss fetches the JWKS again.
+	jw.set(false, pubA, pubB)
+	if got := post(t, url, "m3", []string{privB}, time.Now(), body, nil); got != http.StatusNoContent || jw.count() != 2 {
+		t.Fatalf("signed with a newly published key: status %d after %d fetches, want 204 after 2; log:\n%s", got, jw.count(), logs.String())
+	}
+
+	// Garbage signatures cannot make it fetch more than once every few seconds.
+	for i := range 50 {
+		if got := post(t, url, fmt.Sprintf("bad-%d", i), []string{otherPriv}, time.Now(), body, nil); got != http.StatusUnauthorized {
+			t.Fatalf("signed with an unpublished key: status %d, want 401", got)
+		}
+	}
+	if n := jw.count(); n > 3 {
+		t.Fatalf("50 bad signatures caused %d JWKS fetches, want at most one more", n-2)
+	}
+
+	// Keys fetched before stay in use while the JWKS cannot be fetched.
+	jw.set(true)
+	if got := post(t, url, "m4", []string{privA}, time.Now(), body, nil); got != http.StatusNoContent {
+		t.Fatalf("JWKS down, known key: status %d, want 204", got)
+	}
+	if n := len(h.Received()); n != 4 {
+		t.Fatalf("recorded %d messages, want 4", n)
+	}
+}
+
+func TestReceiverFetchesAgainWhenTheJWKSWasEmpty(t *testing.T) {
+	priv, pub := newKeyPair(t)
+	jw := newJWKSServer(t)
+	keys, err := receiver.LoadKeys(receiver.Config{JWKSURL: jw.url}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := keys.Keys(context.Background()); err != nil || len(k) != 0 {
+		t.Fatalf("keys of an empty JWKS: %q, %v", k, err)
+	}
+	jw.set(false, pub)
+	url, _, logs := start(t, keys)
+	if got := post(t, url, "m1", []string{priv}, time.Now(), seedMessage(t), nil); got != http.StatusNoContent {
+		t.Fatalf("a key published after the last fetch: status %d, want 204; log:\n%s", got, logs.String())
+	}
+}
+
+func TestReceiverWithoutKeysAnswers503(t *testing.T) {
+	priv, pub := newKeyPair(t)
+	jw := newJWKSServer(t, pub)
+	jw.set(true)
+	keys, err := receiver.LoadKeys(receiver.Config{JWKSURL: jw.url}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, h, _ := start(t, keys)
+	if got := post(t, url, "m1", []string{priv}, time.Now(), seedMessage(t), nil); got != http.StatusServiceUnavailable {
+		t.Fatalf("no key could be fetched: status %d, want 503 so that labhook retries", got)
+	}
+	if len(h.Received()) != 0 {
+		t.Fatal("a message was recorded without verification")
+	}
+
+	// A JWKS that answers but holds no key is no better.
+	jw.set(false)
+	time.Sleep(1100 * time.Millisecond) // past the one-second pause between failed fetches
+	if got := post(t, url, "m2", []string{priv}, time.Now(), seedMessage(t), nil); got != http.StatusServiceUnavailable {
+		t.Fatalf("an empty JWKS: status %d, want 503", got)
 	}
 }
 
