@@ -60,9 +60,9 @@ type Job struct {
 	// are read and the request signed at send time. An error means nothing
 	// was sent.
 	Prepare func(ctx context.Context) (outbound.Request, error)
-	// Done receives the outcome, on a pool goroutine. It must not block for
-	// long.
-	Done func(Outcome)
+	// Done receives the outcome, on a pool goroutine, with the pool's
+	// context (the manager's). It must not block for long.
+	Done func(context.Context, Outcome)
 }
 
 // Outcome is what became of a Job.
@@ -360,7 +360,7 @@ func (p *Pool) run(ctx context.Context, j *Job, c *config, o *org) {
 	inFlight.Dec()
 	p.signal()
 	if j.Done != nil {
-		j.Done(out)
+		j.Done(ctx, out)
 	}
 }
 

@@ -90,7 +90,7 @@ func submit(p *delivery.Pool, k delivery.Key, l delivery.Limits, url string, n i
 			Prepare: func(context.Context) (outbound.Request, error) {
 				return outbound.Request{URL: url, MessageID: "m", Body: []byte(`{}`), Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, Timeout: 20 * time.Second}, nil
 			},
-			Done: func(o delivery.Outcome) { ch <- o }})
+			Done: func(_ context.Context, o delivery.Outcome) { ch <- o }})
 	}
 	return ch
 }
@@ -209,7 +209,7 @@ func TestPoolReportsAJobItCouldNotPrepare(t *testing.T) {
 	ch := make(chan delivery.Outcome, 1)
 	p.Submit(delivery.Job{Config: delivery.Key{Namespace: "a", Name: "c"},
 		Prepare: func(context.Context) (outbound.Request, error) { return outbound.Request{}, errors.New("no secret") },
-		Done:    func(o delivery.Outcome) { ch <- o }})
+		Done:    func(_ context.Context, o delivery.Outcome) { ch <- o }})
 	o := wait(t, ch, 1, time.Second)[0]
 	if !o.NotSent || o.Err == nil || o.Err.Error() != "no secret" {
 		t.Fatalf("outcome %+v", o)
