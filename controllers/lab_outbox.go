@@ -437,12 +437,18 @@ func (o *outbox) write(ctx context.Context, c client.Client, orig, obj client.Ob
 		return nil
 	}
 	if !equality.Semantic.DeepEqual(before, after) {
-		err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		// An update of the status subresource, guarded by the
+		// resourceVersion read: a stale read conflicts instead of
+		// overwriting a newer status (say, the phase the webhookserver
+		// applied). It costs the API server less than a patch, and claims
+		// only the fields it changes, so the webhookserver's server-side
+		// apply of the phase never conflicts with it.
+		err := c.Status().Update(ctx, obj)
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("patch status: %w", err)
+			return fmt.Errorf("update status: %w", err)
 		}
 	}
 	gen, last := observedGeneration()

@@ -43,10 +43,12 @@ import (
 
 // labWorkers is the number of LabResource (and LabInterface) reconciles in
 // flight. A reconcile never waits on a receiver (sends go to the delivery
-// pool), only on an API round trip or two, so a handful keeps a burst of
-// spec changes from queueing behind one another. Reconciles of one object
-// never overlap (the workqueue guarantees it).
-const labWorkers = 8
+// pool), only on an API round trip: a change takes two reconciles, one that
+// hands its message to the pool (no API call) and one that records the
+// outcome (a status patch), and enough workers keep the first kind from
+// queueing behind the second. Reconciles of one object never overlap (the
+// workqueue guarantees it).
+const labWorkers = 32
 
 // LabResourceReconciler keeps a LabResource's Ready condition in line with
 // the phase the backend reports, and delivers the RESOURCE message each spec

@@ -45,6 +45,7 @@ func main() {
 	opts.Version = version
 	var (
 		metricsAddr, probeAddr, allowedCIDRs string
+		pprofAddr                            string
 		leaderElectionNamespace              string
 		leaderElect, secureMetrics           bool
 		qps                                  float64
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authn/authz.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling; empty disables them.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager is active.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; required when running outside a cluster.")
 	flag.StringVar(&opts.CallbackURL, "callback-url", "", "The webhookserver's public incoming URL, sent as callback in every message.")
@@ -124,6 +126,7 @@ func main() {
 			TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 		},
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "labhook-manager.labhook.io",
 		LeaderElectionNamespace:       leaderElectionNamespace,
