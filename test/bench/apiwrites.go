@@ -49,6 +49,14 @@ func (b *bench) apiRequests(ctx context.Context) apiCounts {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if strings.HasPrefix(line, "apiserver_watch_events_total{") {
+			end := strings.LastIndexByte(line, '}')
+			labels := parseLabels(line[len("apiserver_watch_events_total{"):end])
+			if v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64); err == nil && labels["group"] == "labhook.io" {
+				out[watchEventPrefix+labels["resource"]] += v
+			}
+			continue
+		}
 		if !strings.HasPrefix(line, "apiserver_request_total{") {
 			continue
 		}
@@ -85,23 +93,57 @@ func accumulate(acc, before, after apiCounts) {
 	}
 }
 
+// watchEventPrefix keys the watch events the API server sent for a
+// labhook.io resource, to every watcher (apiserver_watch_events_total).
+const watchEventPrefix = "WATCHEVENT "
+
 // writesPer summarises the mutating requests made between before and after,
 // per operation (n operations).
 func writesPer(before, after apiCounts, n int) string {
-	if before == nil || after == nil || n == 0 {
+	total, parts := writes(before, after, n)
+	if parts == nil {
 		return "n/a"
 	}
-	var parts []string
+	return fmt.Sprintf("%.2f writes/op (%s)", total, strings.Join(parts, " "))
+}
+
+// writes returns the mutating requests per operation and their breakdown.
+func writes(before, after apiCounts, n int) (float64, []string) {
+	if before == nil || after == nil || n == 0 {
+		return 0, nil
+	}
+	parts := []string{}
 	total := 0.0
 	for k, v := range after {
 		d := v - before[k]
 		verb, _, _ := strings.Cut(k, " ")
-		if d <= 0 || verb == "GET" || verb == "LIST" || verb == "WATCH" {
+		if d <= 0 || verb == "GET" || verb == "LIST" || verb == "WATCH" || verb+" " == watchEventPrefix {
 			continue
 		}
 		total += d
 		parts = append(parts, fmt.Sprintf("%s=%.2f", strings.ReplaceAll(k, " ", ":"), d/float64(n)))
 	}
 	sort.Strings(parts)
-	return fmt.Sprintf("%.2f writes/op (%s)", total/float64(n), strings.Join(parts, " "))
+	return total / float64(n), parts
+}
+
+// watchEventsPer is the labhook.io watch events sent between before and
+// after, per operation, in total and by resource.
+func watchEventsPer(before, after apiCounts, n int) string {
+	if before == nil || after == nil || n == 0 {
+		return "n/a"
+	}
+	var parts []string
+	total := 0.0
+	for k, v := range after {
+		if !strings.HasPrefix(k, watchEventPrefix) {
+			continue
+		}
+		if d := v - before[k]; d > 0 {
+			total += d
+			parts = append(parts, fmt.Sprintf("%s=%.2f", strings.TrimPrefix(k, watchEventPrefix), d/float64(n)))
+		}
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%.2f watch events/op (%s)", total/float64(n), strings.Join(parts, " "))
 }
