@@ -148,7 +148,7 @@ func (o *outbox) decide(ctx context.Context, obj client.Object, owed *labMessage
 		// between the create and the status write).
 		return &labDecision{msg: owed, last: lastMessage(owed.id, owed, labhookv1alpha1.MessagePending, nil, owed.id)}, nil
 	}
-	if o.labPending.ofObject(uid) > 0 {
+	if o.pendingOf(ctx, obj) > 0 {
 		// Its own earlier message is still Pending: later changes wait in
 		// the object, coalesced (an UPDATED carries the whole spec).
 		return nil, nil
@@ -274,14 +274,18 @@ func (o *outbox) recordLabMessage(ctx context.Context, obj client.Object, m *lab
 	mu, _ := capLocks.LoadOrStore(ns+"/"+capKey, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	if capped && (!o.labPending.synced() || o.labPending.count(ns, keys) >= o.opts.MaxPendingLabMessages) {
+	if capped && !o.labPending.synced() {
+		// Not counted yet: try again shortly rather than overshoot the cap.
+		return "", errors.New("the count of Pending lab OutgoingMessages is not complete yet")
+	}
+	if capped && o.labPending.count(ns, keys) >= o.opts.MaxPendingLabMessages {
 		return "", nil
 	}
 	name, err := o.createOwned(ctx, obj, m)
 	if err != nil || name == namespaceTerminating {
 		return name, err
 	}
-	o.labPending.add(ns, name, refKey(m.ref), obj.GetUID())
+	o.labPending.add(ns, name, refKey(m.ref), obj.GetUID(), time.Now())
 	return name, nil
 }
 
@@ -358,6 +362,32 @@ func ownedMessage(existing, want *labhookv1alpha1.OutgoingMessage) bool {
 		return false
 	}
 	return ca == nil || bytes.Equal(canonicalJSON(ca.Raw), canonicalJSON(cb.Raw))
+}
+
+// pendingOf counts obj's Pending OutgoingMessages, checked against the
+// cache: the event that woke obj (its message left Pending, or went) is in
+// the cache before the count's own informer handler may have seen it.
+// Messages this process created a moment ago count even when the cache
+// does not show them yet.
+func (o *outbox) pendingOf(ctx context.Context, obj client.Object) int {
+	n := 0
+	for key, e := range o.labPending.entriesOf(obj.GetNamespace(), obj.GetUID()) {
+		om := &labhookv1alpha1.OutgoingMessage{}
+		err := o.client.Get(ctx, key, om)
+		if apierrors.IsNotFound(err) && !e.created.IsZero() {
+			// Created by this process and not in the cache yet, or gone.
+			err = o.reader.Get(ctx, key, om)
+		}
+		switch {
+		case err == nil && isPending(om):
+			n++
+		case err == nil, apierrors.IsNotFound(err):
+			o.labPending.remove(key)
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // ownPending reports whether the Pending OutgoingMessage named m.id is

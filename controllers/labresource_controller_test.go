@@ -33,6 +33,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -193,10 +194,16 @@ var _ = Describe("LabResource producer", func() {
 
 	It("POSTs CREATED, UPDATED, RESTARTED, REPLACED and DELETED for the rows of SPEC §2.5, with no OutgoingMessage", func() {
 		start()
+		direct := counterValue("labhook_deliveries_total", "via", "direct")
 		lr := vm(ns, "r1", "25f377ac")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		Eventually(sent(rc)).Should(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"25f377ac"}}}))
 		recorded(ctx, lr, lrGen)
+		Expect(counterValue("labhook_deliveries_total", "via", "direct") - direct).To(BeNumerically(">=", 1))
+		By("what kstatus reads: observedGeneration current, no Reconciling or Stalled")
+		Expect(meta.FindStatusCondition(lr.Status.Conditions, labhookv1alpha1.ConditionReady).ObservedGeneration).To(Equal(lr.Generation))
+		Expect(meta.IsStatusConditionTrue(lr.Status.Conditions, labhookv1alpha1.ConditionReconciling)).To(BeFalse())
+		Expect(meta.IsStatusConditionTrue(lr.Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeFalse())
 		Expect(lr.Status.LastMessage).To(PointTo(MatchFields(IgnoreExtras, Fields{
 			"ID":              Equal(controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created")),
 			"Type":            Equal("RESOURCE"),
@@ -261,11 +268,36 @@ var _ = Describe("LabResource producer", func() {
 			recorded(ctx, lr, lrGen)
 			Expect(lr.Status.LastMessage.Status).To(Equal("UPDATED"))
 		}
-		// Each change is one write by the user and one status patch by labhook.
+		// Each change is one write by the user and one status write by labhook.
 		Consistently(modified.Load, "1s").Should(BeEquivalentTo(2 * changes))
 		Expect(sent(rc)()).To(HaveLen(1 + changes))
 		Expect(producedMessages(ctx, ns)).To(BeEmpty())
 		GinkgoWriter.Printf("watch MODIFIED events for %d spec changes: %d\n", changes, modified.Load())
+
+		By("the webhookserver applies the phase as its own field manager, without conflicting with labhook's status writes")
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": "LabResource",
+			"metadata": map[string]any{"name": lr.Name, "namespace": ns},
+			"status":   map[string]any{"phase": "READY"},
+		}}
+		Expect(k8sClient.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer))).To(Succeed())
+		Eventually(readyStatus(ctx, lr)).Should(Equal(metav1.ConditionTrue))
+		Consistently(sent(rc), "500ms").Should(HaveLen(1+changes), "a status-only change sends nothing")
+	})
+
+	It("sends nothing the config's eventTypes exclude, and says so in lastMessage", func() {
+		stopAll = startManager(ns, opts)
+		validConfig(ctx, ns, "backend", rc.URL, func(w *labhookv1alpha1.WebhookConfig) {
+			w.Spec.EventTypes = []labhookv1alpha1.MessageType{"EVENT"}
+		})
+		lr := vm(ns, "r1", "f11e7ed")
+		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
+		recorded(ctx, lr, lrGen)
+		Expect(lr.Status.LastMessage.Phase).To(Equal(labhookv1alpha1.MessageFailed))
+		Expect(lr.Status.LastMessage.Status).To(Equal("CREATED"))
+		Consistently(func() []string { return rc.ids() }, "500ms").Should(BeEmpty())
+		Expect(producedMessages(ctx, ns)).To(BeEmpty())
 	})
 
 	It("resends the same message_id when the manager stops between the POST and the status write", func() {

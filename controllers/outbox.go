@@ -524,6 +524,9 @@ type labPending struct {
 type pendingEntry struct {
 	ref    types.NamespacedName
 	object types.UID
+	// created is when this process created the message (zero when the
+	// informer reported it): the cache may not show it yet.
+	created time.Time
 }
 
 func newLabPending() *labPending {
@@ -567,17 +570,21 @@ func (p *labPending) observe(obj any) {
 		p.remove(client.ObjectKeyFromObject(om))
 		return
 	}
-	p.add(om.Namespace, om.Name, refKey(om.Spec.WebhookConfigRef), uid)
+	p.add(om.Namespace, om.Name, refKey(om.Spec.WebhookConfigRef), uid, time.Time{})
 }
 
-func (p *labPending) add(ns, name, ref string, object types.UID) {
+func (p *labPending) add(ns, name, ref string, object types.UID, created time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := types.NamespacedName{Namespace: ns, Name: name}
-	if _, ok := p.names[key]; ok {
+	if e, ok := p.names[key]; ok {
+		if created.IsZero() {
+			e.created = created // the informer has it now: so has the cache
+			p.names[key] = e
+		}
 		return
 	}
-	e := pendingEntry{ref: types.NamespacedName{Namespace: ns, Name: ref}, object: object}
+	e := pendingEntry{ref: types.NamespacedName{Namespace: ns, Name: ref}, object: object, created: created}
 	p.names[key] = e
 	if p.byRef[e.ref] == nil {
 		p.byRef[e.ref] = map[string]struct{}{}
@@ -632,6 +639,18 @@ func (p *labPending) ofObject(uid types.UID) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.byObject[uid])
+}
+
+// entriesOf returns the lab object's Pending messages, by name.
+func (p *labPending) entriesOf(ns string, uid types.UID) map[types.NamespacedName]pendingEntry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[types.NamespacedName]pendingEntry{}
+	for name := range p.byObject[uid] {
+		key := types.NamespacedName{Namespace: ns, Name: name}
+		out[key] = p.names[key]
+	}
+	return out
 }
 
 // --- marks ---------------------------------------------------------------------
