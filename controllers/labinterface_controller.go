@@ -34,7 +34,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
@@ -324,20 +326,16 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	if err := idx.IndexField(context.Background(), &labhookv1alpha1.LabInterface{}, indexOwes,
-		func(o client.Object) []string {
-			li := o.(*labhookv1alpha1.LabInterface)
-			// Until its resource's id is known it can send nothing.
-			if owes(li, li.Status.ObservedGeneration) && (li.Status.ResourceID != "" || !li.DeletionTimestamp.IsZero()) {
-				return []string{refKey(li.Spec.WebhookConfigRef), owesAny}
-			}
-			return nil
-		}); err != nil {
+	if err := indexOwing(mgr, &labhookv1alpha1.LabInterface{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference) {
+		return interfaceOwing(o), o.(*labhookv1alpha1.LabInterface).Spec.WebhookConfigRef
+	}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabInterface{}).
-		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource))).
+		For(&labhookv1alpha1.LabInterface{}, builder.WithPredicates(notOwnRecord(
+			func(client.Object, client.Object) bool { return false }, interfaceOwing))).
+		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource)),
+			builder.WithPredicates(resourceChangedForInterfaces())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceAuthSecret)), builder.OnlyMetadata).
 		Watches(&labhookv1alpha1.OutgoingMessage{}, handler.EnqueueRequestsFromMapFunc(labObjectsOf(mgr.GetClient(), kindInterface)),
 			builder.WithPredicates(leftPending())).
@@ -345,6 +343,28 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("labinterface").
 		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
+}
+
+// interfaceOwing reports whether a LabInterface owes a message it can send:
+// until its resource's id is known it can send nothing.
+func interfaceOwing(o client.Object) bool {
+	li := o.(*labhookv1alpha1.LabInterface)
+	return owes(li, li.Status.ObservedGeneration) && (li.Status.ResourceID != "" || !li.DeletionTimestamp.IsZero())
+}
+
+// resourceChangedForInterfaces passes the LabResource events its interfaces
+// depend on: its spec (endpoint, types), its phase (Ready), the first record
+// of its CREATED (their resource id), its deletion. The status write that
+// records each of its messages wakes no interface.
+func resourceChangedForInterfaces() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*labhookv1alpha1.LabResource), e.ObjectNew.(*labhookv1alpha1.LabResource)
+			return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase ||
+				(o.Status.ObservedGeneration == 0) != (n.Status.ObservedGeneration == 0) ||
+				!o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+		},
+	}
 }
 
 // byIndex maps an object to the interfaces whose field index holds its name.

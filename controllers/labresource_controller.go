@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -303,18 +304,15 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return []string{o.(*labhookv1alpha1.LabResource).Spec.ID} }); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labhookv1alpha1.LabResource{}, indexOwes,
-		func(o client.Object) []string {
-			lr := o.(*labhookv1alpha1.LabResource)
-			if owes(lr, lr.Status.ObservedGeneration) || restartOrReplaceDue(lr) {
-				return []string{refKey(lr.Spec.WebhookConfigRef), owesAny}
-			}
-			return nil
-		}); err != nil {
+	if err := indexOwing(mgr, &labhookv1alpha1.LabResource{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference) {
+		return resourceOwing(o), o.(*labhookv1alpha1.LabResource).Spec.WebhookConfigRef
+	}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabResource{}).
+		For(&labhookv1alpha1.LabResource{}, builder.WithPredicates(notOwnRecord(func(o, n client.Object) bool {
+			return o.(*labhookv1alpha1.LabResource).Status.Phase != n.(*labhookv1alpha1.LabResource).Status.Phase
+		}, resourceOwing))).
 		Watches(&labhookv1alpha1.LabInterface{}, handler.EnqueueRequestsFromMapFunc(interfaceResource),
 			builder.WithPredicates(predicate.Funcs{
 				CreateFunc: func(event.CreateEvent) bool { return false },
@@ -328,12 +326,62 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// notOwnRecord drops the update events of status writes that recorded a
+// lab object's last owed message: nothing follows from them, and they would
+// cost a second reconcile of every change. It passes every change of spec
+// or metadata (finalizers, deletion, annotations, owners), whatever changed
+// reports (the phase that drives a resource's Ready), a status that went
+// back (someone reset it), and any object that still owes a message after
+// the write (the next one is due).
+func notOwnRecord(changed func(o, n client.Object) bool, owing func(client.Object) bool) predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		if o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences()) || changed(o, n) || owing(n) {
+			return true
+		}
+		og, ol := recordOf(o)
+		ng, nl := recordOf(n)
+		return ng < og || (ol != nil && nl == nil)
+	}}
+}
+
+// resourceOwing reports whether a LabResource owes a message.
+func resourceOwing(o client.Object) bool {
+	lr := o.(*labhookv1alpha1.LabResource)
+	return owes(lr, lr.Status.ObservedGeneration) || restartOrReplaceDue(lr)
+}
+
+// recordOf returns what a lab object's status records of its messages.
+func recordOf(obj client.Object) (int64, *labhookv1alpha1.LastMessage) {
+	switch o := obj.(type) {
+	case *labhookv1alpha1.LabResource:
+		return o.Status.ObservedGeneration, o.Status.LastMessage
+	case *labhookv1alpha1.LabInterface:
+		return o.Status.ObservedGeneration, o.Status.LastMessage
+	}
+	return 0, nil
+}
+
 // restartOrReplaceDue reports whether lr has a restart or replace request
 // whose message is not recorded yet.
 func restartOrReplaceDue(lr *labhookv1alpha1.LabResource) bool {
 	spec, st := &lr.Spec, &lr.Status
 	return (spec.RestartRequestedAt != nil && !spec.RestartRequestedAt.Equal(st.HandledRestartRequestedAt)) ||
 		(spec.ReplaceRequestedAt != nil && !spec.ReplaceRequestedAt.Equal(st.HandledReplaceRequestedAt))
+}
+
+// indexOwing indexes under indexOwes the lab objects owing reports true
+// for: by the refKey of their config, and under owesAny.
+func indexOwing(mgr ctrl.Manager, obj client.Object, owing func(client.Object) (bool, *labhookv1alpha1.LocalObjectReference)) error {
+	return mgr.GetFieldIndexer().IndexField(context.Background(), obj, indexOwes, func(o client.Object) []string {
+		if ok, ref := owing(o); ok {
+			return []string{refKey(ref), owesAny}
+		}
+		return nil
+	})
 }
 
 // owes reports whether a lab object owes a message, for the owes index:

@@ -171,6 +171,17 @@ func recorded[T client.Object](ctx context.Context, obj T, gen func(T) int64) T 
 
 func lrGen(lr *labhookv1alpha1.LabResource) int64 { return lr.Status.ObservedGeneration }
 
+// loseStatus forgets what lr's status recorded, as if the manager had
+// crashed before writing it.
+func loseStatus(ctx context.Context, lr *labhookv1alpha1.LabResource) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		lr.Status.ObservedGeneration = 0
+		lr.Status.LastMessage = nil
+		return k8sClient.Status().Update(ctx, lr)
+	})).To(Succeed())
+}
+
 var _ = Describe("LabResource producer", func() {
 	var (
 		ctx     context.Context
@@ -337,11 +348,7 @@ var _ = Describe("LabResource producer", func() {
 
 		By("a spec change while the status write of CREATED is lost")
 		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.Name = "changed meanwhile" })
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
-			lr.Status.ObservedGeneration = 0
-			return k8sClient.Status().Update(ctx, lr)
-		})).To(Succeed())
+		loseStatus(ctx, lr)
 		startManager(ns, opts)
 		Eventually(sent(rc)).Should(Equal([]messageSummary{
 			{"RESOURCE", "CREATED", []string{"9a8b7c"}}, {"RESOURCE", "UPDATED", []string{"9a8b7c"}}}))
@@ -355,12 +362,7 @@ var _ = Describe("LabResource producer", func() {
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		recorded(ctx, lr, lrGen)
 		stopAll()
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
-			lr.Status.ObservedGeneration = 0
-			lr.Status.LastMessage = nil
-			return k8sClient.Status().Update(ctx, lr)
-		})).To(Succeed())
+		loseStatus(ctx, lr)
 		Expect(k8sClient.Delete(ctx, lr)).To(Succeed())
 		startManager(ns, opts)
 		Eventually(func() bool {
@@ -442,12 +444,7 @@ var _ = Describe("LabResource producer", func() {
 
 		By("forgetting the status, as if the manager crashed before writing it")
 		recorded(ctx, lr, lrGen)
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
-			lr.Status.ObservedGeneration = 0
-			lr.Status.LastMessage = nil
-			return k8sClient.Status().Update(ctx, lr)
-		})).To(Succeed())
+		loseStatus(ctx, lr)
 		recorded(ctx, lr, lrGen)
 		Expect(lr.Status.LastMessage.ID).To(Equal(msg.Name))
 		Expect(lr.Status.LastMessage.OutgoingMessage).To(Equal(msg.Name))
