@@ -317,17 +317,9 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	if err := idx.IndexField(context.Background(), &labhookv1alpha1.LabInterface{}, indexLabResourceID,
-		func(o client.Object) []string {
-			if id := o.(*labhookv1alpha1.LabInterface).Status.ResourceID; id != "" {
-				return []string{id}
-			}
-			return nil
-		}); err != nil {
-		return err
-	}
-	if err := indexOwing(mgr, &labhookv1alpha1.LabInterface{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference) {
-		return interfaceOwing(o), o.(*labhookv1alpha1.LabInterface).Spec.WebhookConfigRef
+	if err := indexOwing(mgr, &labhookv1alpha1.LabInterface{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string) {
+		li := o.(*labhookv1alpha1.LabInterface)
+		return interfaceOwing(li), li.Spec.WebhookConfigRef, li.Status.ResourceID
 	}); err != nil {
 		return err
 	}

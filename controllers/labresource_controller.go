@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -300,12 +301,9 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 // Pending, and the delivery pool's completions. Status changes are not
 // filtered out: the backend's phase drives Ready; owedResource ignores them.
 func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &labhookv1alpha1.LabResource{}, indexLabResourceID,
-		func(o client.Object) []string { return []string{o.(*labhookv1alpha1.LabResource).Spec.ID} }); err != nil {
-		return err
-	}
-	if err := indexOwing(mgr, &labhookv1alpha1.LabResource{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference) {
-		return resourceOwing(o), o.(*labhookv1alpha1.LabResource).Spec.WebhookConfigRef
+	if err := indexOwing(mgr, &labhookv1alpha1.LabResource{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string) {
+		lr := o.(*labhookv1alpha1.LabResource)
+		return resourceOwing(lr), lr.Spec.WebhookConfigRef, lr.Spec.ID
 	}); err != nil {
 		return err
 	}
@@ -374,11 +372,12 @@ func restartOrReplaceDue(lr *labhookv1alpha1.LabResource) bool {
 }
 
 // indexOwing indexes under indexOwes the lab objects owing reports true
-// for: by the refKey of their config, and under owesAny.
-func indexOwing(mgr ctrl.Manager, obj client.Object, owing func(client.Object) (bool, *labhookv1alpha1.LocalObjectReference)) error {
+// for: by the refKey of their config, under owesAny, and by their resource
+// id.
+func indexOwing(mgr ctrl.Manager, obj client.Object, owing func(client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string)) error {
 	return mgr.GetFieldIndexer().IndexField(context.Background(), obj, indexOwes, func(o client.Object) []string {
-		if ok, ref := owing(o); ok {
-			return []string{refKey(ref), owesAny}
+		if ok, ref, resourceID := owing(o); ok {
+			return []string{refKey(ref), owesAny, owesResource + resourceID}
 		}
 		return nil
 	})
@@ -403,26 +402,31 @@ func interfaceResource(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // labObjectsOf maps a RESOURCE or INTERFACE OutgoingMessage to the lab
-// objects of kind that share its order (its resource ids): its own object,
-// which records the outcome and sends what it held meanwhile, and those
-// that waited behind it.
+// objects of kind that share its order: its own object (the
+// labhook.io/lab-object annotation), which records the outcome and sends
+// what it held meanwhile, and those of its resource ids that owe a message
+// and may have waited behind it.
 func labObjectsOf(c client.Reader, kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		om, ok := o.(*labhookv1alpha1.OutgoingMessage)
 		if !ok || (om.Spec.Type != wire.TypeResource && om.Spec.Type != wire.TypeInterface) {
 			return nil
 		}
+		var reqs []reconcile.Request
+		if k, name, ok := strings.Cut(om.Annotations[labhookv1alpha1.AnnotationLabObject], "/"); ok && k == kind &&
+			om.Labels[labhookv1alpha1.LabelLabObjectUID] != "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: om.Namespace, Name: name}})
+		}
 		ids := om.Spec.EntityIDs
 		if om.Spec.Type == wire.TypeInterface && len(ids) > 0 {
 			ids = ids[:1]
 		}
-		var reqs []reconcile.Request
 		for _, id := range ids {
 			var list client.ObjectList = &labhookv1alpha1.LabResourceList{}
 			if kind == kindInterface {
 				list = &labhookv1alpha1.LabInterfaceList{}
 			}
-			if err := c.List(ctx, list, client.InNamespace(om.Namespace), client.MatchingFields{indexLabResourceID: id}); err != nil {
+			if err := c.List(ctx, list, client.InNamespace(om.Namespace), client.MatchingFields{indexOwes: owesResource + id}); err != nil {
 				log.FromContext(ctx).Info("could not list lab objects of a message", "messageID", om.Name, "error", err.Error())
 				continue
 			}

@@ -40,7 +40,7 @@ import (
 
 // Field indexes the outbox looks things up by.
 const (
-	// indexMessageOrder holds a message's order keys (see orderKeys).
+	// indexMessageOrder holds a Pending message's order keys (see orderKeys).
 	indexMessageOrder = "spec.orderKeys"
 	// indexMessagePhase is status.phase, with "" (not reconciled yet) as Pending.
 	indexMessagePhase = "status.phase"
@@ -49,11 +49,11 @@ const (
 	indexPendingRef = "status.pendingRef"
 	// indexOwes holds, for a LabResource or LabInterface that owes a
 	// message (its status is behind its spec, a trigger is unhandled, or it
-	// is being deleted with our finalizer), its refKey and owesAny.
+	// is being deleted with our finalizer), its refKey, owesAny, and
+	// owesResource + its resource id (the objects ordered together,
+	// lab/<id>). Objects that owe nothing are not indexed at all, so the
+	// index costs memory during an outage only.
 	indexOwes = "status.owes"
-	// indexLabResourceID is a LabResource's spec.id and a LabInterface's
-	// status.resourceID: the lab objects ordered together (lab/<id>).
-	indexLabResourceID = "lab.resourceID"
 )
 
 const (
@@ -63,6 +63,8 @@ const (
 	// owesAny is an indexOwes value every owing object carries, so they can
 	// all be listed at once.
 	owesAny = "*"
+	// owesResource prefixes the resource id in indexOwes.
+	owesResource = "id:"
 )
 
 // refKey is the index form of a webhookConfigRef.

@@ -563,8 +563,15 @@ func deleteMessage(ctx context.Context, c client.Writer, om *labhookv1alpha1.Out
 // SetupWithManager registers the indexes and watches of the outbox.
 func (r *OutgoingMessageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
+	// Only Pending messages make others wait, so only they are indexed by
+	// order key: retained Delivered and Failed messages cost the index nothing.
 	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexMessageOrder,
-		func(o client.Object) []string { return orderKeys(o.(*labhookv1alpha1.OutgoingMessage)) }); err != nil {
+		func(o client.Object) []string {
+			if om := o.(*labhookv1alpha1.OutgoingMessage); isPending(om) {
+				return orderKeys(om)
+			}
+			return nil
+		}); err != nil {
 		return err
 	}
 	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexMessagePhase,
