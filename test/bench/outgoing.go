@@ -82,7 +82,9 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 			return changeAndDeliverPlain(ctx, b.cl.Client, hc, rec.URL, secret, lrs[seq-1])
 		})
 		writes := writesPer(before, b.apiRequests(ctx), l.ok)
-		logf("outgoing baseline: %d changes (%d failed) in %s = %.1f changes/s; API %s", l.ok, l.failed, l.elapsed.Round(time.Millisecond), l.rate(), writes)
+		after := b.apiRequests(ctx)
+		logf("outgoing baseline: %d changes (%d failed) in %s = %.1f changes/s; API %s; %s; %s", l.ok, l.failed, l.elapsed.Round(time.Millisecond), l.rate(), writes,
+			meanLatencies(before, after), cpuPer(before, after, l.ok))
 		if l.firstErr != nil {
 			logf("outgoing baseline: first error: %v", l.firstErr)
 		}
@@ -158,7 +160,8 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	lhWrites := writesPer(before, after, lh.ok)
 	perChange, _ := writes(before, after, lh.ok)
 	events := watchEventsPer(before, after, lh.ok)
-	logf("outgoing labhook: %d changes delivered in %s = %.1f changes/s; API %s; %s", lh.ok, elapsed.Round(time.Millisecond), res.value, lhWrites, events)
+	logf("outgoing labhook: %d changes written in %s, delivered in %s = %.1f changes/s; API %s; %s; %s; %s", lh.ok, lh.elapsed.Round(time.Millisecond),
+		elapsed.Round(time.Millisecond), res.value, lhWrites, events, meanLatencies(before, after), cpuPer(before, after, lh.ok))
 
 	// Latency at steady rates, from just before the spec change is written
 	// to the receiver's arrival.
