@@ -433,7 +433,7 @@ func (o *outbox) Start(ctx context.Context) error {
 
 func (o *outbox) probe(ctx context.Context, now time.Time) {
 	var configs labhookv1alpha1.WebhookConfigList
-	if err := o.client.List(ctx, &configs); err != nil {
+	if err := o.client.List(ctx, &configs, client.UnsafeDisableDeepCopy); err != nil {
 		return
 	}
 	for i := range configs.Items {
