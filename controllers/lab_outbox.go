@@ -33,7 +33,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/api/wire"
@@ -512,4 +514,28 @@ func (o *outbox) behind(obj client.Object, observedGeneration int64, last *labho
 func errNotUsable(err error) bool {
 	var nu *notUsableError
 	return errors.As(err, &nu)
+}
+
+// notOwnRecord drops the update events of status writes that recorded a
+// lab object's last owed message: nothing follows from them, and they would
+// cost a second reconcile of every change. It passes every change of spec
+// or metadata (finalizers, deletion, annotations, owners), whatever changed
+// reports (the phase that drives a resource's Ready), a status that went
+// back (someone reset it), and any object that still owes a message after
+// the write (the next one is due).
+func (ob *outbox) notOwnRecord(changed func(o, n client.Object) bool, owing func(client.Object) bool) predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		// The cache holds n now: a mark of our own write to it is done.
+		ng, nl := recordOf(n)
+		ob.marks.observed(n.GetUID(), ng, nl)
+		if o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences()) || changed(o, n) || owing(n) {
+			return true
+		}
+		og, ol := recordOf(o)
+		return ng < og || (ol != nil && nl == nil)
+	}}
 }

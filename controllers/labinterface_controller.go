@@ -324,7 +324,7 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabInterface{}, builder.WithPredicates(notOwnRecord(
+		For(&labhookv1alpha1.LabInterface{}, builder.WithPredicates(r.outbox.notOwnRecord(
 			func(client.Object, client.Object) bool { return false }, interfaceOwing))).
 		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource)),
 			builder.WithPredicates(resourceChangedForInterfaces())).

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -308,7 +307,7 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabResource{}, builder.WithPredicates(notOwnRecord(func(o, n client.Object) bool {
+		For(&labhookv1alpha1.LabResource{}, builder.WithPredicates(r.outbox.notOwnRecord(func(o, n client.Object) bool {
 			return o.(*labhookv1alpha1.LabResource).Status.Phase != n.(*labhookv1alpha1.LabResource).Status.Phase
 		}, resourceOwing))).
 		Watches(&labhookv1alpha1.LabInterface{}, handler.EnqueueRequestsFromMapFunc(interfaceResource),
@@ -322,28 +321,6 @@ func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("labresource").
 		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
-}
-
-// notOwnRecord drops the update events of status writes that recorded a
-// lab object's last owed message: nothing follows from them, and they would
-// cost a second reconcile of every change. It passes every change of spec
-// or metadata (finalizers, deletion, annotations, owners), whatever changed
-// reports (the phase that drives a resource's Ready), a status that went
-// back (someone reset it), and any object that still owes a message after
-// the write (the next one is due).
-func notOwnRecord(changed func(o, n client.Object) bool, owing func(client.Object) bool) predicate.Predicate {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld, e.ObjectNew
-		if o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
-			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
-			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
-			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences()) || changed(o, n) || owing(n) {
-			return true
-		}
-		og, ol := recordOf(o)
-		ng, nl := recordOf(n)
-		return ng < og || (ol != nil && nl == nil)
-	}}
 }
 
 // resourceOwing reports whether a LabResource owes a message.

@@ -703,6 +703,20 @@ func (ms *marks) behind(uid types.UID, observedGeneration int64, last *labhookv1
 	return false
 }
 
+// observed forgets uid's mark when the cache shows the status it marks:
+// the watch event of this process's own write has arrived.
+func (ms *marks) observed(uid types.UID, observedGeneration int64, last *labhookv1alpha1.LastMessage) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m, ok := ms.m[uid]
+	if !ok || m.deleted || observedGeneration != m.observedGeneration {
+		return
+	}
+	if m.lastMessageID == "" || (last != nil && last.ID == m.lastMessageID) {
+		delete(ms.m, uid)
+	}
+}
+
 // prune forgets marks older than before (objects that went away).
 func (ms *marks) prune(before time.Time) {
 	ms.mu.Lock()
