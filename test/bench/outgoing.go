@@ -105,7 +105,12 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	if err := b.cl.WebhookConfig(ctx, ns, "bench", rec.URL, secret); err != nil {
 		return all(), err
 	}
-	mgr, err := startManager(b, "manager-outgoing")
+	maddr, err := process.FreeAddr()
+	if err != nil {
+		return all(), err
+	}
+	mgr, err := stack.Manager(b.binaries["manager"], b.cl.Kubeconfig, b.logPath("manager-outgoing"),
+		append([]string{"--metrics-bind-address=" + maddr}, b.managerArgs...)...)
 	if err != nil {
 		res.note = err.Error()
 		return all(), err
@@ -140,6 +145,7 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	}
 
 	logf("outgoing labhook: %d changes, %d clients", n, b.concurrency)
+	mgrCPU := processCPU("http://" + maddr + "/metrics")
 	before := b.apiRequests(ctx)
 	start := time.Now()
 	lh := runLoad(ctx, b.concurrency, 0, n, func(ctx context.Context, seq int) error {
@@ -160,6 +166,7 @@ func outgoing(ctx context.Context, b *bench) ([]result, error) {
 	lhWrites := writesPer(before, after, lh.ok)
 	perChange, _ := writes(before, after, lh.ok)
 	events := watchEventsPer(before, after, lh.ok)
+	events += fmt.Sprintf("; manager CPU %.2f ms/op", (processCPU("http://"+maddr+"/metrics")-mgrCPU)/float64(lh.ok)*1000)
 	logf("outgoing labhook: %d changes written in %s, delivered in %s = %.1f changes/s; API %s; %s; %s; %s", lh.ok, lh.elapsed.Round(time.Millisecond),
 		elapsed.Round(time.Millisecond), res.value, lhWrites, events, meanLatencies(before, after), cpuPer(before, after, lh.ok))
 
@@ -308,6 +315,23 @@ func (r *sleepingReceiver) peak() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.top
+}
+
+// processCPU reads process_cpu_seconds_total from a Prometheus endpoint.
+func processCPU(url string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return math.NaN()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return math.NaN()
 }
 
 // releaseNamespace deletes the LabResources of ns with no manager running:
