@@ -69,7 +69,7 @@ func newLabMessage(obj client.Object, kind, msgType, status, trigger, resourceID
 	return &labMessage{
 		kind: kind, id: messageName(msgType, status, string(obj.GetUID()), trigger),
 		msgType: msgType, status: status, trigger: trigger, entityIDs: entityIDs, resourceID: resourceID,
-		ref: ref.DeepCopy(), context: canonicalJSON(raw), generation: obj.GetGeneration(),
+		ref: ref.DeepCopy(), context: canonicalJSON(raw),
 	}, nil
 }
 

@@ -67,7 +67,6 @@ type labMessage struct {
 	resourceID         string // the order key is lab/<resourceID>
 	ref                *labhookv1alpha1.LocalObjectReference
 	context            []byte // canonical JSON (canonicalJSON)
-	generation         int64  // of the object when the message was computed
 	silent             bool   // an echo of the backend's own change: recorded, never sent
 	deleted            bool   // recording it releases the finalizer
 	observedGeneration int64
