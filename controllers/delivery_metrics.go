@@ -24,12 +24,13 @@ import (
 // Delivery metrics (SPEC §5), in controller-runtime's registry so the
 // manager's /metrics serves them. Labels are bounded: result is "success" or
 // one of the outbound failure reasons (HTTPStatus, Timeout, TLSError,
-// DNSError, ConnectionError, RefusedByPolicy).
+// DNSError, ConnectionError, RefusedByPolicy, SecretError); via is one of
+// the via* constants; namespace is one per organisation.
 var (
 	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "labhook_deliveries_total",
-		Help: "Delivery attempts of OutgoingMessages, by result.",
-	}, []string{"result"})
+		Help: "Delivery attempts, by result and by path: direct (a lab object's message sent without an OutgoingMessage), outgoingmessage, or probe (an early retry of a failing config).",
+	}, []string{"result", "via"})
 	deliveryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "labhook_delivery_duration_seconds",
 		Help:    "Duration of one delivery attempt, from connecting to the response.",
@@ -43,11 +44,22 @@ var (
 		Name: "labhook_messages_failed",
 		Help: "OutgoingMessages in phase Failed, as last counted.",
 	})
+	messagesOwed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "labhook_messages_owed",
+		Help: "LabResources and LabInterfaces of an organisation that owe a message they hold themselves (not in flight), as last counted.",
+	}, []string{"namespace"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, messagesPending, messagesFailed)
+	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, messagesPending, messagesFailed, messagesOwed)
 }
 
 // resultSuccess is the result label of a delivered attempt.
 const resultSuccess = "success"
+
+// Values of the via label.
+const (
+	viaDirect          = "direct"
+	viaOutgoingMessage = "outgoingmessage"
+	viaProbe           = "probe"
+)

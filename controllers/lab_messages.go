@@ -17,7 +17,6 @@ limitations under the License.
 package controllers
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,10 +25,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
@@ -37,8 +34,8 @@ import (
 )
 
 // This file holds what the LabResource and LabInterface producers share:
-// deterministic message names, the wire (snake_case) form of their specs
-// that goes into a message's context, and the create-if-absent step.
+// deterministic message names and the wire (snake_case) form of their specs
+// that goes into a message's context.
 
 // Trigger values that, with the object UID and the message status, name a
 // message. UPDATED uses the generation, RESTARTED/REPLACED the requested time.
@@ -50,64 +47,45 @@ const (
 // messageName derives the OutgoingMessage name (= message_id) from the
 // object UID, the trigger (generation or requested time) and the status. The
 // same change always gives the same name, so a producer that crashes between
-// creating the message and recording it in status gets AlreadyExists on the
-// retry instead of sending a duplicate. The result is "<type>-<status>-" and
-// 32 hex digits of SHA-256: a DNS subdomain of at most 63 characters.
+// sending (or creating) the message and recording it in status resends the
+// same message_id, which receivers deduplicate on. The result is
+// "<type>-<status>-" and 32 hex digits of SHA-256: a DNS subdomain of at
+// most 63 characters.
 func messageName(msgType, status string, uid, trigger string) string {
 	sum := sha256.Sum256([]byte(uid + "/" + trigger + "/" + status))
 	return strings.ToLower(strings.ReplaceAll(msgType, "_", "-")) + "-" +
 		strings.ToLower(status) + "-" + hex.EncodeToString(sum[:16])
 }
 
-// producedMessage is one message a producer wants to exist.
-type producedMessage struct {
-	status    string
-	trigger   string
-	entityIDs []string
-	context   any
+// newLabMessage is the message of kind about obj with status and trigger:
+// its id (messageName), entity ids and canonical context. The caller fills
+// in what recording it changes.
+func newLabMessage(obj client.Object, kind, msgType, status, trigger, resourceID string, entityIDs []string,
+	ref *labhookv1alpha1.LocalObjectReference, ctxValue messageContext) (*labMessage, error) {
+	raw, err := json.Marshal(ctxValue)
+	if err != nil {
+		return nil, fmt.Errorf("render context: %w", err)
+	}
+	return &labMessage{
+		kind: kind, id: messageName(msgType, status, string(obj.GetUID()), trigger),
+		msgType: msgType, status: status, trigger: trigger, entityIDs: entityIDs, resourceID: resourceID,
+		ref: ref.DeepCopy(), context: canonicalJSON(raw),
+	}, nil
 }
 
-// ensureMessage creates the OutgoingMessage for m about obj unless it exists
-// already, and returns its reference and whether it existed. AlreadyExists is
-// success: the name is deterministic, so it can only be the same message. In
-// a terminating namespace it returns nil and no error.
-func ensureMessage(ctx context.Context, c client.Client, obj client.Object, msgType string,
-	ref *labhookv1alpha1.LocalObjectReference, m producedMessage) (*labhookv1alpha1.LastMessage, bool, error) {
-	raw, err := json.Marshal(m.context)
+// canonicalJSON is raw as the API server returns it in an OutgoingMessage's
+// context: keys sorted, whole numbers as integers. A message sent directly
+// and later retried from its OutgoingMessage so carries identical bytes.
+func canonicalJSON(raw []byte) []byte {
+	var v any
+	if err := utiljson.Unmarshal(raw, &v); err != nil {
+		return raw
+	}
+	out, err := json.Marshal(v)
 	if err != nil {
-		return nil, false, fmt.Errorf("render context: %w", err)
+		return raw
 	}
-	name := messageName(msgType, m.status, string(obj.GetUID()), m.trigger)
-	om := &labhookv1alpha1.OutgoingMessage{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      name,
-			Namespace: obj.GetNamespace(),
-			// created-at orders messages created within the same second
-			// (creationTimestamp has second precision).
-			Annotations: map[string]string{
-				labhookv1alpha1.AnnotationCreatedAt: time.Now().UTC().Format(time.RFC3339Nano),
-			},
-		},
-		Spec: labhookv1alpha1.OutgoingMessageSpec{
-			Type:             labhookv1alpha1.MessageType(msgType),
-			Status:           m.status,
-			EntityIDs:        m.entityIDs,
-			Context:          &apiextensionsv1.JSON{Raw: raw},
-			WebhookConfigRef: ref.DeepCopy(),
-		},
-	}
-	err = c.Create(ctx, om)
-	switch {
-	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		// The organisation is being deleted, and its outbox with it:
-		// nothing could deliver the message, and holding the object
-		// would hold the namespace deletion forever.
-		return nil, false, nil
-	case err != nil && !apierrors.IsAlreadyExists(err):
-		return nil, false, fmt.Errorf("create OutgoingMessage %s: %w", name, err)
-	}
-	return &labhookv1alpha1.LastMessage{ID: name, Type: msgType, Status: m.status,
-		Phase: labhookv1alpha1.MessagePending, OutgoingMessage: name}, err != nil, nil
+	return out
 }
 
 // messageContext is the context of a RESOURCE or INTERFACE message: which

@@ -34,7 +34,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
@@ -51,23 +53,27 @@ const (
 )
 
 // LabInterfaceReconciler resolves a LabInterface's endpoint and readiness
-// from its LabResource and credential Secret, and turns every spec change
-// into an INTERFACE OutgoingMessage.
+// from its LabResource and credential Secret, and delivers the INTERFACE
+// message each spec change calls for, as the LabResource reconciler does
+// for resources.
 //
 // entity_ids of an INTERFACE message is [resource id, interface name]: the
 // interface has no id of its own in seed 000, and its name is unique only
-// within its resource. Because the resource id comes first and is shared with
-// the resource's own messages, a resource and its interfaces are delivered in
-// one creation order.
+// within its resource. Its messages are ordered with its resource's (order
+// key lab/<resource id>), and it produces only once its resource's CREATED
+// is recorded, so the backend never hears of an interface before its
+// resource; a deleted resource deletes its interfaces and sends its own
+// DELETED after theirs.
 //
 // Ownership: the interface gets a plain (non-controller) ownerReference to
-// its resource, so garbage collection deletes it with the resource. It is not
-// controller=true because the webhookserver writes interfaces with server-side
-// apply: were it to apply an ownerReference for the same uid without the
-// controller flag, a controller=true entry would be a field conflict. A
-// plain entry with identical values is co-owned without conflict.
+// its resource. It is not controller=true because the webhookserver writes
+// interfaces with server-side apply: were it to apply an ownerReference for
+// the same uid without the controller flag, a controller=true entry would be
+// a field conflict. A plain entry with identical values is co-owned without
+// conflict.
 type LabInterfaceReconciler struct {
 	client.Client
+	outbox *outbox
 }
 
 // +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;patch
@@ -76,39 +82,60 @@ type LabInterfaceReconciler struct {
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
-// Reconcile adds finalizer and ownerReference, produces the due message,
-// and records endpoint, Ready and observedGeneration in one status patch.
+// Reconcile adds finalizer and ownerReference, delivers what the interface
+// owes, and records it with endpoint, Ready and observedGeneration in one
+// status patch.
 func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	li := &labhookv1alpha1.LabInterface{}
 	if err := r.Get(ctx, req.NamespacedName, li); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !li.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, li)
+	if r.outbox.behind(li, li.Status.ObservedGeneration, li.Status.LastMessage) {
+		return ctrl.Result{}, nil
 	}
-	res := &labhookv1alpha1.LabResource{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: li.Namespace, Name: li.Spec.ResourceRef.Name}, res); err != nil {
-		if !apierrors.IsNotFound(err) {
+	deleting := !li.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(li, labhookv1alpha1.FinalizerOutgoingMessage) {
+		return ctrl.Result{}, nil
+	}
+	var readyErr error
+	orig := li.DeepCopy()
+	if !deleting {
+		res := &labhookv1alpha1.LabResource{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: li.Namespace, Name: li.Spec.ResourceRef.Name}, res); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+			res = nil
+		}
+		if err := r.ensureMetadata(ctx, li, res); err != nil {
 			return ctrl.Result{}, err
 		}
-		res = nil
+		orig = li.DeepCopy()
+		// The resource id is taken once the resource's own CREATED is
+		// recorded (or it was recorded as an echo), so the backend never
+		// hears of an interface before its resource.
+		if res != nil && res.Status.ObservedGeneration > 0 {
+			li.Status.ResourceID = res.Spec.ID
+		}
+		readyErr = r.setReady(ctx, li, res)
 	}
-	if err := r.ensureMetadata(ctx, li, res); err != nil {
-		return ctrl.Result{}, err
-	}
-	orig := li.DeepCopy()
-	// The resource id is taken once the resource's own CREATED exists (or it
-	// was recorded as an echo), so the backend never hears of an interface
-	// before its resource.
-	if res != nil && res.Status.ObservedGeneration > 0 {
-		li.Status.ResourceID = res.Spec.ID
-	}
-	readyErr := r.setReady(ctx, li, res)
-	var produceErr error
+	var owed *labMessage
 	if readyErr == nil {
-		produceErr = r.produce(ctx, li)
+		var err error
+		if owed, err = owedInterface(li); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	return ctrl.Result{}, errors.Join(readyErr, produceErr, patchProducerStatus(ctx, r.Client, orig, li, orig.Status, li.Status))
+	d, decideErr := r.outbox.decide(ctx, li, owed, &r.outbox.requeueInterfaces)
+	if d != nil {
+		recordInterface(&li.Status, d)
+	}
+	r.outbox.syncLastMessage(ctx, li.Namespace, li.Status.LastMessage)
+	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
+	return ctrl.Result{}, errors.Join(readyErr, decideErr, r.outbox.write(ctx, r.Client, orig, li, d, release, orig.Status, li.Status,
+		func() (int64, *labhookv1alpha1.LastMessage) {
+			return li.Status.ObservedGeneration, li.Status.LastMessage
+		}))
 }
 
 // ensureMetadata adds the finalizer and, once the resource exists, the
@@ -135,66 +162,60 @@ func equalMeta(a, b *labhookv1alpha1.LabInterface) bool {
 		equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 }
 
-// produce creates the CREATED or UPDATED message once the interface's
-// resource is known (its id is part of entity_ids and context).
-func (r *LabInterfaceReconciler) produce(ctx context.Context, li *labhookv1alpha1.LabInterface) error {
+// owedInterface is the message li owes next, or nil: CREATED, UPDATED
+// (coalescing changes made while one waits), or, once deleted, a CREATED
+// it still owed and then DELETED. Nothing is owed until its resource's id
+// is known (status.resourceID); a deleted interface that never had one
+// sent nothing and owes nothing.
+func owedInterface(li *labhookv1alpha1.LabInterface) (*labMessage, error) {
 	st := &li.Status
-	if st.ResourceID == "" || (st.ObservedGeneration == li.Generation && st.ObservedGeneration != 0) {
-		return nil
+	deleting := !li.DeletionTimestamp.IsZero()
+	switch {
+	case st.ResourceID == "":
+		return nil, nil
+	case deleting && (!controllerutil.ContainsFinalizer(li, labhookv1alpha1.FinalizerOutgoingMessage) || echo.IsEchoDelete(li)):
+		return nil, nil
+	case !deleting && st.ObservedGeneration == li.Generation && st.ObservedGeneration != 0:
+		return nil, nil
 	}
-	emit := func(status, trigger string) (bool, error) {
-		ref, existed, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef,
-			interfaceMessage(li, status, trigger))
-		if ref != nil {
-			st.LastMessage = ref
+	isEcho := echo.IsEcho(li, li.Spec)
+	msg := func(status, trigger string, gen int64) (*labMessage, error) {
+		m, err := newLabMessage(li, kindInterface, wire.TypeInterface, status, trigger, st.ResourceID,
+			[]string{st.ResourceID, li.Spec.Name}, li.Spec.WebhookConfigRef,
+			messageContext{Namespace: li.Namespace, Name: li.Name, Generation: li.Generation, Spec: interfaceWire(li.Spec, st.ResourceID)})
+		if m != nil {
+			m.observedGeneration = gen
 		}
-		return existed, err
+		return m, err
 	}
-	if !echo.IsEcho(li, li.Spec) {
-		// As for resources: a CREATED that already existed may be for an
-		// older spec whose recording was lost, so UPDATED follows it.
-		sendUpdate := true
-		if st.ObservedGeneration == 0 {
-			existed, err := emit(wire.StatusCreated, triggerCreated)
-			if err != nil {
-				return err
-			}
-			sendUpdate = existed && li.Generation > 1
+	switch {
+	case !deleting && isEcho:
+		m, err := msg("", "", li.Generation)
+		if m != nil {
+			m.silent = true
 		}
-		if sendUpdate {
-			if _, err := emit(wire.StatusUpdated, generationTrigger(li.Generation)); err != nil {
-				return err
-			}
+		return m, err
+	case st.ObservedGeneration == 0 && !isEcho:
+		// As for resources: recording generation 1 makes an UPDATED follow
+		// a CREATED that may have gone out earlier for an older spec.
+		return msg(wire.StatusCreated, triggerCreated, 1)
+	case deleting:
+		m, err := msg(wire.StatusDeleted, triggerDeleted, st.ObservedGeneration)
+		if m != nil {
+			m.deleted = true
 		}
+		return m, err
+	default:
+		return msg(wire.StatusUpdated, generationTrigger(li.Generation), li.Generation)
 	}
-	st.ObservedGeneration = li.Generation
-	return nil
 }
 
-func interfaceMessage(li *labhookv1alpha1.LabInterface, status, trigger string) producedMessage {
-	return producedMessage{
-		status:    status,
-		trigger:   trigger,
-		entityIDs: []string{li.Status.ResourceID, li.Spec.Name},
-		context: messageContext{Namespace: li.Namespace, Name: li.Name, Generation: li.Generation,
-			Spec: interfaceWire(li.Spec, li.Status.ResourceID)},
+// recordInterface writes what d covers into the interface's status.
+func recordInterface(st *labhookv1alpha1.LabInterfaceStatus, d *labDecision) {
+	st.ObservedGeneration = max(st.ObservedGeneration, d.msg.observedGeneration)
+	if d.last != nil {
+		st.LastMessage = d.last
 	}
-}
-
-// finalize sends INTERFACE DELETED (using status.resourceID, as the resource
-// may be gone already) unless the backend asked for the deletion or nothing
-// was ever sent, then lets the object go.
-func (r *LabInterfaceReconciler) finalize(ctx context.Context, li *labhookv1alpha1.LabInterface) error {
-	if !controllerutil.ContainsFinalizer(li, labhookv1alpha1.FinalizerOutgoingMessage) {
-		return nil
-	}
-	if li.Status.ObservedGeneration > 0 && li.Status.ResourceID != "" && !echo.IsEchoDelete(li) {
-		if _, _, err := ensureMessage(ctx, r.Client, li, wire.TypeInterface, li.Spec.WebhookConfigRef,
-			interfaceMessage(li, wire.StatusDeleted, triggerDeleted)); err != nil {
-			return err
-		}
-	}
-	return removeFinalizer(ctx, r.Client, li)
 }
 
 // setReady resolves the endpoint and the Ready condition: the resource
@@ -274,9 +295,11 @@ func interfaceEndpoint(li labhookv1alpha1.LabInterfaceSpec, res labhookv1alpha1.
 	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
 
-// SetupWithManager indexes interfaces by resource and credential Secret and
-// watches both, so a resource's phase or a Secret's arrival updates Ready.
-// Secrets are watched as metadata only: their data is never needed here.
+// SetupWithManager indexes interfaces by resource, credential Secret and
+// what they owe, and watches resources and Secrets, so a resource's phase or
+// a Secret's arrival updates Ready, their own OutgoingMessages leaving
+// Pending, and the delivery pool's completions. Secrets are watched as
+// metadata only: their data is never needed here.
 func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(context.Background(), &labhookv1alpha1.LabInterface{}, indexInterfaceResource,
@@ -294,13 +317,46 @@ func (r *LabInterfaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
+	if err := indexOwing(mgr, &labhookv1alpha1.LabInterface{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string) {
+		li := o.(*labhookv1alpha1.LabInterface)
+		return interfaceOwing(li), li.Spec.WebhookConfigRef, li.Status.ResourceID
+	}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabInterface{}).
-		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource))).
+		For(&labhookv1alpha1.LabInterface{}, builder.WithPredicates(r.outbox.notOwnRecord(
+			func(client.Object, client.Object) bool { return false }, interfaceOwing))).
+		Watches(&labhookv1alpha1.LabResource{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceResource)),
+			builder.WithPredicates(resourceChangedForInterfaces())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexInterfaceAuthSecret)), builder.OnlyMetadata).
+		Watches(&labhookv1alpha1.OutgoingMessage{}, handler.EnqueueRequestsFromMapFunc(labObjectsOf(mgr.GetClient(), kindInterface)),
+			builder.WithPredicates(leftPending())).
+		WatchesRawSource(r.outbox.requeueInterfaces.source()).
 		Named("labinterface").
 		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
+}
+
+// interfaceOwing reports whether a LabInterface owes a message it can send:
+// until its resource's id is known it can send nothing.
+func interfaceOwing(o client.Object) bool {
+	li := o.(*labhookv1alpha1.LabInterface)
+	return owes(li, li.Status.ObservedGeneration) && (li.Status.ResourceID != "" || !li.DeletionTimestamp.IsZero())
+}
+
+// resourceChangedForInterfaces passes the LabResource events its interfaces
+// depend on: its spec (endpoint, types), its phase (Ready), the first record
+// of its CREATED (their resource id), its deletion. The status write that
+// records each of its messages wakes no interface.
+func resourceChangedForInterfaces() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*labhookv1alpha1.LabResource), e.ObjectNew.(*labhookv1alpha1.LabResource)
+			return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase ||
+				(o.Status.ObservedGeneration == 0) != (n.Status.ObservedGeneration == 0) ||
+				!o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+		},
+	}
 }
 
 // byIndex maps an object to the interfaces whose field index holds its name.

@@ -20,15 +20,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/api/wire"
@@ -36,130 +43,211 @@ import (
 )
 
 // labWorkers is the number of LabResource (and LabInterface) reconciles in
-// flight: each one waits on an API round trip or two, so a handful keeps a
-// burst of spec changes from queueing behind one another. Reconciles of one
-// object never overlap (the workqueue guarantees it).
-const labWorkers = 8
+// flight. A reconcile never waits on a receiver (sends go to the delivery
+// pool), only on an API round trip: a change takes two reconciles, one that
+// hands its message to the pool (no API call) and one that records the
+// outcome (a status patch), and enough workers keep the first kind from
+// queueing behind the second. Reconciles of one object never overlap (the
+// workqueue guarantees it).
+const labWorkers = 32
 
 // LabResourceReconciler keeps a LabResource's Ready condition in line with
-// the phase the backend reports, and turns every spec change into a RESOURCE
-// OutgoingMessage (SPEC §2.5). entity_ids of its messages is [spec.id].
+// the phase the backend reports, and delivers the RESOURCE message each spec
+// change calls for (SPEC §2.5). entity_ids of its messages is [spec.id].
+//
+// The resource is its own outbox: the message is sent directly through the
+// delivery pool and recorded, with observedGeneration, in one status patch;
+// it becomes an OutgoingMessage only when it must wait (see decide).
 type LabResourceReconciler struct {
 	client.Client
+	outbox *outbox
 }
 
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources/finalizers,verbs=update
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=labhook.io,resources=outgoingmessages,verbs=get;list;watch;create
 
-// Reconcile produces the messages the resource's spec changes call for,
-// then records them, observedGeneration and Ready in one status patch.
+// Reconcile delivers what the resource owes, then records it,
+// observedGeneration and Ready in one status patch.
 func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	lr := &labhookv1alpha1.LabResource{}
 	if err := r.Get(ctx, req.NamespacedName, lr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !lr.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, lr)
+	if r.outbox.behind(lr, lr.Status.ObservedGeneration, lr.Status.LastMessage) {
+		// The watch event of our own last write is on its way.
+		return ctrl.Result{}, nil
 	}
-	if err := ensureFinalizer(ctx, r.Client, lr); err != nil {
+	deleting := !lr.DeletionTimestamp.IsZero()
+	switch {
+	case deleting && !controllerutil.ContainsFinalizer(lr, labhookv1alpha1.FinalizerOutgoingMessage):
+		return ctrl.Result{}, nil
+	case deleting:
+		// RESOURCE DELETED goes after its interfaces' DELETED.
+		if remaining, err := r.deleteInterfaces(ctx, lr); err != nil || remaining > 0 {
+			return ctrl.Result{}, err
+		}
+	default:
+		if err := ensureFinalizer(ctx, r.Client, lr); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	owed, err := owedResource(lr)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	orig := lr.DeepCopy()
-	produceErr := r.produce(ctx, lr)
+	d, decideErr := r.outbox.decide(ctx, lr, owed, &r.outbox.requeueResources)
+	if d != nil {
+		recordResource(&lr.Status, d)
+	}
+	r.outbox.syncLastMessage(ctx, lr.Namespace, lr.Status.LastMessage)
 	setResourceReady(lr)
-	// Record whatever was produced even when a later message failed, so the
-	// retry does not redo it.
-	return ctrl.Result{}, errors.Join(produceErr, patchProducerStatus(ctx, r.Client, orig, lr, orig.Status, lr.Status))
+	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
+	return ctrl.Result{}, errors.Join(decideErr, r.outbox.write(ctx, r.Client, orig, lr, d, release, orig.Status, lr.Status,
+		func() (int64, *labhookv1alpha1.LastMessage) {
+			return lr.Status.ObservedGeneration, lr.Status.LastMessage
+		}))
 }
 
-// produce creates the message for the current spec unless it was produced
-// already (status.observedGeneration and handled* say so) or the change is
-// an echo of what the webhookserver applied from the backend.
-func (r *LabResourceReconciler) produce(ctx context.Context, lr *labhookv1alpha1.LabResource) error {
-	st := &lr.Status
-	if st.ObservedGeneration == lr.Generation && st.ObservedGeneration != 0 {
-		return nil
+// owedResource is the message lr owes next, or nil. In order: CREATED
+// (which carries the whole spec, restart and replace requests included),
+// RESTARTED, REPLACED (a write that sets a new time is that request; other
+// fields changed in the same write travel in its context), UPDATED, and,
+// once deleted, DELETED. An UPDATED carries the whole spec, so changes made
+// while one waits coalesce into the next one; a restart requested twice
+// meanwhile is one RESTARTED with the latest time. A deleted resource still
+// sends a CREATED or RESTARTED/REPLACED it owed, then DELETED: only its
+// UPDATEDs coalesce into the DELETED. Echoes of what the webhookserver
+// applied from the backend are recorded and not sent.
+func owedResource(lr *labhookv1alpha1.LabResource) (*labMessage, error) {
+	st, spec := &lr.Status, &lr.Spec
+	restartDue := spec.RestartRequestedAt != nil && !spec.RestartRequestedAt.Equal(st.HandledRestartRequestedAt)
+	replaceDue := spec.ReplaceRequestedAt != nil && !spec.ReplaceRequestedAt.Equal(st.HandledReplaceRequestedAt)
+	deleting := !lr.DeletionTimestamp.IsZero()
+	switch {
+	case deleting && (!controllerutil.ContainsFinalizer(lr, labhookv1alpha1.FinalizerOutgoingMessage) || echo.IsEchoDelete(lr)):
+		return nil, nil
+	case !deleting && st.ObservedGeneration == lr.Generation && st.ObservedGeneration != 0 && !restartDue && !replaceDue:
+		return nil, nil
 	}
 	isEcho := echo.IsEcho(lr, lr.Spec)
-	emit := func(status, trigger string) (existed bool, err error) {
-		if isEcho {
-			return false, nil
+	msg := func(status, trigger string) (*labMessage, error) {
+		m, err := newLabMessage(lr, kindResource, wire.TypeResource, status, trigger, spec.ID, []string{spec.ID},
+			spec.WebhookConfigRef, resourceContext(lr))
+		if err != nil {
+			return nil, err
 		}
-		ref, existed, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
-			status:    status,
-			trigger:   trigger,
-			entityIDs: []string{lr.Spec.ID},
-			context:   resourceContext(lr),
-		})
-		if ref != nil {
-			st.LastMessage = ref
-		}
-		return existed, err
+		m.observedGeneration = st.ObservedGeneration
+		m.handledRestart, m.handledReplace = st.HandledRestartRequestedAt.DeepCopy(), st.HandledReplaceRequestedAt.DeepCopy()
+		return m, nil
+	}
+	handledAll := func(m *labMessage, gen int64) *labMessage {
+		m.observedGeneration = gen
+		m.handledRestart, m.handledReplace = spec.RestartRequestedAt.DeepCopy(), spec.ReplaceRequestedAt.DeepCopy()
+		return m
 	}
 	switch {
-	case st.ObservedGeneration == 0:
-		// CREATED carries the whole spec, restart/replace requests included.
-		existed, err := emit(wire.StatusCreated, triggerCreated)
+	case !deleting && isEcho:
+		m, err := msg("", "")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if existed && lr.Generation > 1 {
-			// CREATED went out earlier and recording it was lost, maybe for
-			// an older spec: follow it with this generation's UPDATED.
-			if _, err := emit(wire.StatusUpdated, generationTrigger(lr.Generation)); err != nil {
-				return err
-			}
+		m.silent = true
+		return handledAll(m, lr.Generation), nil
+	case st.ObservedGeneration == 0 && !isEcho:
+		// A CREATED recorded at a later generation may have gone out
+		// earlier for an older spec (its status record lost in a crash,
+		// resent with the same id): recording generation 1 makes an UPDATED
+		// follow whenever the spec changed since.
+		m, err := msg(wire.StatusCreated, triggerCreated)
+		if err != nil {
+			return nil, err
 		}
+		return handledAll(m, 1), nil
+	case restartDue && !isEcho:
+		m, err := msg(wire.StatusRestarted, timeTrigger(spec.RestartRequestedAt))
+		if err != nil {
+			return nil, err
+		}
+		m.handledRestart = spec.RestartRequestedAt.DeepCopy()
+		if !replaceDue && !deleting {
+			m.observedGeneration = lr.Generation
+		}
+		return m, nil
+	case replaceDue && !isEcho:
+		m, err := msg(wire.StatusReplaced, timeTrigger(spec.ReplaceRequestedAt))
+		if err != nil {
+			return nil, err
+		}
+		m.handledRestart, m.handledReplace = spec.RestartRequestedAt.DeepCopy(), spec.ReplaceRequestedAt.DeepCopy()
+		if !deleting {
+			m.observedGeneration = lr.Generation
+		}
+		return m, nil
+	case deleting:
+		m, err := msg(wire.StatusDeleted, triggerDeleted)
+		if err != nil {
+			return nil, err
+		}
+		m.deleted = true
+		return m, nil
 	default:
-		// A write that sets a new restart or replace time is that request;
-		// other fields changed in the same write travel in its context, so
-		// no separate UPDATED is sent for it.
-		requested := false
-		if t := lr.Spec.RestartRequestedAt; t != nil && !t.Equal(st.HandledRestartRequestedAt) {
-			if _, err := emit(wire.StatusRestarted, timeTrigger(t)); err != nil {
-				return err
-			}
-			st.HandledRestartRequestedAt = t.DeepCopy()
-			requested = true
+		m, err := msg(wire.StatusUpdated, generationTrigger(lr.Generation))
+		if err != nil {
+			return nil, err
 		}
-		if t := lr.Spec.ReplaceRequestedAt; t != nil && !t.Equal(st.HandledReplaceRequestedAt) {
-			if _, err := emit(wire.StatusReplaced, timeTrigger(t)); err != nil {
-				return err
-			}
-			st.HandledReplaceRequestedAt = t.DeepCopy()
-			requested = true
-		}
-		if !requested {
-			if _, err := emit(wire.StatusUpdated, generationTrigger(lr.Generation)); err != nil {
-				return err
-			}
-		}
+		return handledAll(m, lr.Generation), nil
 	}
-	st.ObservedGeneration = lr.Generation
-	st.HandledRestartRequestedAt = lr.Spec.RestartRequestedAt.DeepCopy()
-	st.HandledReplaceRequestedAt = lr.Spec.ReplaceRequestedAt.DeepCopy()
-	return nil
 }
 
-// finalize sends RESOURCE DELETED, unless the backend itself asked for the
-// deletion or no message was ever produced, then lets the object go.
-func (r *LabResourceReconciler) finalize(ctx context.Context, lr *labhookv1alpha1.LabResource) error {
-	if !controllerutil.ContainsFinalizer(lr, labhookv1alpha1.FinalizerOutgoingMessage) {
-		return nil
+// recordResource writes what d covers into the resource's status.
+func recordResource(st *labhookv1alpha1.LabResourceStatus, d *labDecision) {
+	m := d.msg
+	st.ObservedGeneration = max(st.ObservedGeneration, m.observedGeneration)
+	st.HandledRestartRequestedAt, st.HandledReplaceRequestedAt = m.handledRestart.DeepCopy(), m.handledReplace.DeepCopy()
+	if d.last != nil {
+		st.LastMessage = d.last
 	}
-	if lr.Status.ObservedGeneration > 0 && !echo.IsEchoDelete(lr) {
-		if _, _, err := ensureMessage(ctx, r.Client, lr, wire.TypeResource, lr.Spec.WebhookConfigRef, producedMessage{
-			status:    wire.StatusDeleted,
-			trigger:   triggerDeleted,
-			entityIDs: []string{lr.Spec.ID},
-			context:   resourceContext(lr),
-		}); err != nil {
-			return err
+}
+
+// deleteInterfaces deletes the resource's LabInterfaces and returns how
+// many are left. Each sends its INTERFACE DELETED before it goes (its own
+// finalizer), so RESOURCE DELETED follows them. The resource does it itself
+// rather than leave it to garbage collection: its finalizer keeps it in
+// storage, so background collection would not start, and foreground
+// collection would wait on that finalizer. When the backend asked for the
+// resource's deletion, its interfaces are marked the same way, so none of
+// their DELETED is echoed back.
+func (r *LabResourceReconciler) deleteInterfaces(ctx context.Context, lr *labhookv1alpha1.LabResource) (int, error) {
+	var list labhookv1alpha1.LabInterfaceList
+	if err := r.List(ctx, &list, client.InNamespace(lr.Namespace), client.MatchingFields{indexInterfaceResource: lr.Name}); err != nil {
+		return 0, fmt.Errorf("list interfaces of %s: %w", lr.Name, err)
+	}
+	source := lr.Annotations[labhookv1alpha1.AnnotationSourceDeleted]
+	for i := range list.Items {
+		li := &list.Items[i]
+		if !li.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if source != "" && !echo.IsEchoDelete(li) {
+			orig := li.DeepCopy()
+			if li.Annotations == nil {
+				li.Annotations = map[string]string{}
+			}
+			li.Annotations[labhookv1alpha1.AnnotationSourceDeleted] = source
+			if err := r.Patch(ctx, li, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
+				return 0, fmt.Errorf("mark interface %s deleted by the backend: %w", li.Name, err)
+			}
+		}
+		uid := li.UID
+		if err := r.Delete(ctx, li, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return 0, fmt.Errorf("delete interface %s: %w", li.Name, err)
 		}
 	}
-	return removeFinalizer(ctx, r.Client, lr)
+	return len(list.Items), nil
 }
 
 func resourceContext(lr *labhookv1alpha1.LabResource) messageContext {
@@ -168,8 +256,11 @@ func resourceContext(lr *labhookv1alpha1.LabResource) messageContext {
 
 // setResourceReady makes Ready follow the backend-reported phase.
 func setResourceReady(lr *labhookv1alpha1.LabResource) {
+	// Ready follows the phase, not the spec; it carries the generation
+	// whose message is recorded, so a resource holding a message (its
+	// status behind) is not written on every change.
 	c := metav1.Condition{Type: labhookv1alpha1.ConditionReady, Reason: labhookv1alpha1.ReasonPhase,
-		ObservedGeneration: lr.Generation}
+		ObservedGeneration: lr.Status.ObservedGeneration}
 	switch lr.Status.Phase {
 	case labhookv1alpha1.PhaseReady:
 		c.Status, c.Message = metav1.ConditionTrue, "phase is READY"
@@ -204,37 +295,123 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 	return nil
 }
 
-// patchStatus writes obj's status as a merge patch against orig when the
-// status changed; a reconcile that changes nothing writes nothing.
-func patchStatus(ctx context.Context, c client.Client, orig, obj client.Object, before, after any, opts ...client.MergeFromOption) error {
-	if equality.Semantic.DeepEqual(before, after) {
-		return nil
-	}
-	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, opts...)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patch status: %w", err))
-	}
-	return nil
-}
-
-// patchProducerStatus records what a producer did, locked on the
-// resourceVersion it read. A producer that read a stale cache (say, a spec
-// change seen before its own previous status write) must not record the
-// stale observedGeneration: the conflict drops this write, and the watch
-// event of the newer version reconciles again.
-func patchProducerStatus(ctx context.Context, c client.Client, orig, obj client.Object, before, after any) error {
-	err := patchStatus(ctx, c, orig, obj, before, after, client.MergeFromWithOptimisticLock{})
-	if apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
-
-// SetupWithManager watches LabResources. Status changes are not filtered
-// out: the backend's phase drives Ready. produce itself ignores them.
+// SetupWithManager watches LabResources, their interfaces going away (a
+// deleted resource waits for them), their own OutgoingMessages leaving
+// Pending, and the delivery pool's completions. Status changes are not
+// filtered out: the backend's phase drives Ready; owedResource ignores them.
 func (r *LabResourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := indexOwing(mgr, &labhookv1alpha1.LabResource{}, func(o client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string) {
+		lr := o.(*labhookv1alpha1.LabResource)
+		return resourceOwing(lr), lr.Spec.WebhookConfigRef, lr.Spec.ID
+	}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&labhookv1alpha1.LabResource{}).
+		For(&labhookv1alpha1.LabResource{}, builder.WithPredicates(r.outbox.notOwnRecord(func(o, n client.Object) bool {
+			return o.(*labhookv1alpha1.LabResource).Status.Phase != n.(*labhookv1alpha1.LabResource).Status.Phase
+		}, resourceOwing))).
+		Watches(&labhookv1alpha1.LabInterface{}, handler.EnqueueRequestsFromMapFunc(interfaceResource),
+			builder.WithPredicates(predicate.Funcs{
+				CreateFunc: func(event.CreateEvent) bool { return false },
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+			})).
+		Watches(&labhookv1alpha1.OutgoingMessage{}, handler.EnqueueRequestsFromMapFunc(labObjectsOf(mgr.GetClient(), kindResource)),
+			builder.WithPredicates(leftPending())).
+		WatchesRawSource(r.outbox.requeueResources.source()).
 		Named("labresource").
 		WithOptions(controller.Options{MaxConcurrentReconciles: labWorkers}).
 		Complete(r)
+}
+
+// resourceOwing reports whether a LabResource owes a message.
+func resourceOwing(o client.Object) bool {
+	lr := o.(*labhookv1alpha1.LabResource)
+	return owes(lr, lr.Status.ObservedGeneration) || restartOrReplaceDue(lr)
+}
+
+// recordOf returns what a lab object's status records of its messages.
+func recordOf(obj client.Object) (int64, *labhookv1alpha1.LastMessage) {
+	switch o := obj.(type) {
+	case *labhookv1alpha1.LabResource:
+		return o.Status.ObservedGeneration, o.Status.LastMessage
+	case *labhookv1alpha1.LabInterface:
+		return o.Status.ObservedGeneration, o.Status.LastMessage
+	}
+	return 0, nil
+}
+
+// restartOrReplaceDue reports whether lr has a restart or replace request
+// whose message is not recorded yet.
+func restartOrReplaceDue(lr *labhookv1alpha1.LabResource) bool {
+	spec, st := &lr.Spec, &lr.Status
+	return (spec.RestartRequestedAt != nil && !spec.RestartRequestedAt.Equal(st.HandledRestartRequestedAt)) ||
+		(spec.ReplaceRequestedAt != nil && !spec.ReplaceRequestedAt.Equal(st.HandledReplaceRequestedAt))
+}
+
+// indexOwing indexes under indexOwes the lab objects owing reports true
+// for: by the refKey of their config, under owesAny, and by their resource
+// id.
+func indexOwing(mgr ctrl.Manager, obj client.Object, owing func(client.Object) (bool, *labhookv1alpha1.LocalObjectReference, string)) error {
+	return mgr.GetFieldIndexer().IndexField(context.Background(), obj, indexOwes, func(o client.Object) []string {
+		if ok, ref, resourceID := owing(o); ok {
+			return []string{refKey(ref), owesAny, owesResource + resourceID}
+		}
+		return nil
+	})
+}
+
+// owes reports whether a lab object owes a message, for the owes index:
+// its status is behind its spec, or it is being deleted with our finalizer.
+func owes(obj client.Object, observedGeneration int64) bool {
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return controllerutil.ContainsFinalizer(obj, labhookv1alpha1.FinalizerOutgoingMessage)
+	}
+	return observedGeneration != obj.GetGeneration()
+}
+
+// interfaceResource maps a LabInterface to its LabResource.
+func interfaceResource(_ context.Context, o client.Object) []reconcile.Request {
+	li, ok := o.(*labhookv1alpha1.LabInterface)
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: li.Namespace, Name: li.Spec.ResourceRef.Name}}}
+}
+
+// labObjectsOf maps a RESOURCE or INTERFACE OutgoingMessage to the lab
+// objects of kind that share its order: its own object (the
+// labhook.io/lab-object annotation), which records the outcome and sends
+// what it held meanwhile, and those of its resource ids that owe a message
+// and may have waited behind it.
+func labObjectsOf(c client.Reader, kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		om, ok := o.(*labhookv1alpha1.OutgoingMessage)
+		if !ok || (om.Spec.Type != wire.TypeResource && om.Spec.Type != wire.TypeInterface) {
+			return nil
+		}
+		var reqs []reconcile.Request
+		if k, name, ok := strings.Cut(om.Annotations[labhookv1alpha1.AnnotationLabObject], "/"); ok && k == kind &&
+			om.Labels[labhookv1alpha1.LabelLabObjectUID] != "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: om.Namespace, Name: name}})
+		}
+		ids := om.Spec.EntityIDs
+		if om.Spec.Type == wire.TypeInterface && len(ids) > 0 {
+			ids = ids[:1]
+		}
+		for _, id := range ids {
+			var list client.ObjectList = &labhookv1alpha1.LabResourceList{}
+			if kind == kindInterface {
+				list = &labhookv1alpha1.LabInterfaceList{}
+			}
+			if err := c.List(ctx, list, client.InNamespace(om.Namespace), client.MatchingFields{indexOwes: owesResource + id}); err != nil {
+				log.FromContext(ctx).Info("could not list lab objects of a message", "messageID", om.Name, "error", err.Error())
+				continue
+			}
+			_ = meta.EachListItem(list, func(obj runtime.Object) error {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj.(client.Object))})
+				return nil
+			})
+		}
+		return reqs
+	}
 }

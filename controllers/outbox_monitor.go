@@ -23,8 +23,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -33,10 +35,11 @@ import (
 )
 
 // outboxMonitor counts the outbox from the cache every interval: it sets the
-// pending and failed gauges, and the Backlogged condition of each
-// WebhookConfig whose Pending messages pass BacklogWarning. It writes a
-// WebhookConfig only when its Backlogged condition changes. It runs on the
-// leader only (a manager.Runnable without NeedLeaderElection).
+// pending, failed and owed gauges, the Backlogged condition of each
+// WebhookConfig whose Pending messages pass BacklogWarning, and each
+// config's status.deliveries.owed. It writes a WebhookConfig only when its
+// Backlogged condition or its owed count changes. It runs on the leader
+// only (a manager.Runnable without NeedLeaderElection).
 type outboxMonitor struct {
 	client   client.Client
 	recorder recorder.EventRecorder
@@ -44,6 +47,11 @@ type outboxMonitor struct {
 	interval time.Duration
 	// maxRetained bounds Delivered messages per namespace; 0 means no cap.
 	maxRetained int
+	outbox      *outbox
+	// owedNamespaces are the namespaces the owed gauge has a series for.
+	owedNamespaces map[string]bool
+	// stale are the owing objects the last count expected to be sent.
+	stale map[types.UID]bool
 }
 
 // Start counts until ctx ends.
@@ -89,41 +97,137 @@ func (m *outboxMonitor) count(ctx context.Context) error {
 	if err := m.client.List(ctx, &configs); err != nil {
 		return err
 	}
+	owed, err := m.countOwed(ctx, configs.Items)
+	if err != nil {
+		return err
+	}
 	for i := range configs.Items {
-		if err := m.markBacklog(ctx, &configs.Items[i], byTarget[client.ObjectKeyFromObject(&configs.Items[i])]); err != nil {
+		key := client.ObjectKeyFromObject(&configs.Items[i])
+		if err := m.markBacklog(ctx, &configs.Items[i], byTarget[key], owed[key]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// countOwed counts the lab objects that hold a message they owe (not in
+// flight: their config is not accepting, or their own earlier message is
+// still Pending), per config, and sets the per-organisation gauge.
+func (m *outboxMonitor) countOwed(ctx context.Context, configs []labhookv1alpha1.WebhookConfig) (map[client.ObjectKey]int, error) {
+	defaults := map[string]string{}
+	byKey := map[client.ObjectKey]*labhookv1alpha1.WebhookConfig{}
+	byNamespace := map[string][]labhookv1alpha1.WebhookConfig{}
+	for i := range configs {
+		byKey[client.ObjectKeyFromObject(&configs[i])] = &configs[i]
+		byNamespace[configs[i].Namespace] = append(byNamespace[configs[i].Namespace], configs[i])
+	}
+	for ns, items := range byNamespace {
+		if d := oldestDefault(items); d != nil {
+			defaults[ns] = d.Name
+		}
+	}
+	perConfig := map[client.ObjectKey]int{}
+	perNamespace := map[string]int{}
+	stale := map[types.UID]bool{}
+	defer func() { m.stale = stale }()
+	add := func(obj client.Object, ref *labhookv1alpha1.LocalObjectReference, requeue func(client.Object)) {
+		if m.outbox.labAttempts.inFlight(obj.GetUID()) {
+			return
+		}
+		name := refNameOf(ref)
+		if name == "" {
+			name = defaults[obj.GetNamespace()]
+		}
+		key := client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}
+		whc := byKey[key]
+		if whc != nil && whc.Status.State == labhookv1alpha1.StateValid && m.outbox.health.accepting(whc) &&
+			m.outbox.labPending.ofObject(obj.GetUID()) == 0 {
+			// Not held: it is about to be sent. Should it still owe at the
+			// next count, the reconcile that would send it was lost (say, it
+			// held behind another object's message that since left Pending
+			// without waking it): wake it. Level-triggered, whatever the cause.
+			if m.stale[obj.GetUID()] {
+				requeue(obj)
+			}
+			stale[obj.GetUID()] = true
+			return
+		}
+		perNamespace[obj.GetNamespace()]++
+		perConfig[key]++
+	}
+	var lrs labhookv1alpha1.LabResourceList
+	if err := m.client.List(ctx, &lrs, client.MatchingFields{indexOwes: owesAny}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	for i := range lrs.Items {
+		add(&lrs.Items[i], lrs.Items[i].Spec.WebhookConfigRef, func(o client.Object) {
+			m.outbox.requeueResources.add(client.ObjectKeyFromObject(o))
+		})
+	}
+	var lis labhookv1alpha1.LabInterfaceList
+	if err := m.client.List(ctx, &lis, client.MatchingFields{indexOwes: owesAny}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	for i := range lis.Items {
+		add(&lis.Items[i], lis.Items[i].Spec.WebhookConfigRef, func(o client.Object) {
+			m.outbox.requeueInterfaces.add(client.ObjectKeyFromObject(o))
+		})
+	}
+	if m.owedNamespaces == nil {
+		m.owedNamespaces = map[string]bool{}
+	}
+	for ns := range m.owedNamespaces {
+		if perNamespace[ns] == 0 {
+			messagesOwed.DeleteLabelValues(ns)
+			delete(m.owedNamespaces, ns)
+		}
+	}
+	for ns, n := range perNamespace {
+		messagesOwed.WithLabelValues(ns).Set(float64(n))
+		m.owedNamespaces[ns] = true
+	}
+	return perConfig, nil
+}
+
 // markBacklog sets Backlogged (and deliveries.pending) when the condition
-// changes, with one Warning event when the backlog passes the warning.
-func (m *outboxMonitor) markBacklog(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, n int) error {
+// changes, with one Warning event when the backlog passes the warning, and
+// deliveries.owed when it changes.
+func (m *outboxMonitor) markBacklog(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, n, owed int) error {
 	over := n > m.warning
 	cur := meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionBacklogged)
-	if (cur == nil && !over) || (cur != nil && (cur.Status == metav1.ConditionTrue) == over) {
+	backlogChanged := !((cur == nil && !over) || (cur != nil && (cur.Status == metav1.ConditionTrue) == over))
+	var owedBefore int32
+	if whc.Status.Deliveries != nil {
+		owedBefore = whc.Status.Deliveries.Owed
+	}
+	if !backlogChanged && owedBefore == int32(owed) {
 		return nil
 	}
 	orig := whc.DeepCopy()
-	c := metav1.Condition{Type: labhookv1alpha1.ConditionBacklogged, ObservedGeneration: whc.Generation,
-		Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonBacklogOK,
-		Message: fmt.Sprintf("%d Pending messages, warning at %d", n, m.warning)}
-	if over {
-		c.Status, c.Reason = metav1.ConditionTrue, labhookv1alpha1.ReasonBacklogged
-	}
-	meta.SetStatusCondition(&whc.Status.Conditions, c)
 	if whc.Status.Deliveries == nil {
 		whc.Status.Deliveries = &labhookv1alpha1.DeliveryStats{}
 	}
-	whc.Status.Deliveries.Pending = int32(n)
+	whc.Status.Deliveries.Owed = int32(owed)
+	if backlogChanged {
+		c := metav1.Condition{Type: labhookv1alpha1.ConditionBacklogged, ObservedGeneration: whc.Generation,
+			Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonBacklogOK,
+			Message: fmt.Sprintf("%d Pending messages, warning at %d", n, m.warning)}
+		if over {
+			c.Status, c.Reason = metav1.ConditionTrue, labhookv1alpha1.ReasonBacklogged
+		}
+		meta.SetStatusCondition(&whc.Status.Conditions, c)
+		whc.Status.Deliveries.Pending = int32(n)
+	}
 	// Conditions are replaced whole by a merge patch: lock on the
 	// resourceVersion so a concurrent write by the WebhookConfig controller
 	// wins and the next count retries.
 	if err := m.client.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil // the next count writes it
+		}
 		return client.IgnoreNotFound(err)
 	}
-	if over {
+	if backlogChanged && over {
 		m.recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonBacklogged, "Count",
 			"%d messages are Pending, past --backlog-warning=%d", n, m.warning)
 	}

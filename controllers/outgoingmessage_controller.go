@@ -26,10 +26,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -44,30 +44,35 @@ import (
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/api/wire"
+	"github.com/labhook/labhook/controllers/delivery"
 	"github.com/labhook/labhook/controllers/outbound"
-)
-
-// Field indexes of OutgoingMessages.
-const (
-	// indexMessageEntity holds every spec.entityIDs value, so the messages
-	// of one entity are a cache lookup.
-	indexMessageEntity = "spec.entityIDs"
-	// indexMessagePhase is status.phase, with "" (not reconciled yet) as Pending.
-	indexMessagePhase = "status.phase"
 )
 
 // historyLimit bounds status.history.
 const historyLimit = 20
 
+// messageWorkers is the number of OutgoingMessage reconciles in flight. A
+// reconcile hands the POST to the delivery pool and returns, so it waits on
+// the API server only; the pool's own bounds decide how many deliveries run.
+const messageWorkers = 16
+
 // OutgoingMessageReconciler is the durable outbox: it delivers each
-// OutgoingMessage to its WebhookConfig at least once, in creation order per
-// entity and config, retries on the schedule, and deletes what retention no
-// longer needs.
+// OutgoingMessage to its WebhookConfig at least once, in order per order
+// key (orderKeys), retries on the schedule, and deletes what retention no
+// longer needs. A reconcile never waits on a receiver: it hands the attempt
+// to the delivery pool, and the pool re-enqueues the message when the
+// attempt is over, for the next reconcile to record.
 //
 // Target: spec.webhookConfigRef, else the namespace default (the oldest
 // WebhookConfig with default: true). A message waits as Pending, with a
 // Ready=False condition saying why, while the target is missing or not valid;
 // a WebhookConfig becoming valid enqueues its Pending messages.
+//
+// While the target's receiver is failing, the schedule still applies, and
+// the prober retries the oldest Pending message early every ProbeInterval
+// (a failed probe is not counted or written). Once the receiver answers
+// 2xx again, every Pending message of the config is due at once, whatever
+// its nextAttemptTime.
 //
 // eventTypes: a message whose type the target excludes is marked Failed with
 // reason FilteredByEventTypes, without an attempt or event. The filter is a
@@ -83,27 +88,19 @@ const historyLimit = 20
 type OutgoingMessageReconciler struct {
 	client.Client
 	Opts     Options
-	Outbound *outbound.Client
 	Recorder recorder.EventRecorder
+	outbox   *outbox
 
 	// written remembers, per message UID, the status this reconciler wrote
 	// last. Until the cache shows it, a reconcile of that message would see
 	// an older status and could POST again; it waits for the watch event of
 	// its own write instead.
 	written sync.Map // types.UID → writtenMark
-	// rollups remembers when the delivery stats of a WebhookConfig were last
-	// written, so a burst of concurrent deliveries writes them once.
-	rollups sync.Map // types.NamespacedName → rollupMark
 }
 
 type writtenMark struct {
 	attempts  int32
 	redeliver string
-}
-
-type rollupMark struct {
-	at time.Time
-	ok bool
 }
 
 // +kubebuilder:rbac:groups=labhook.io,resources=outgoingmessages,verbs=get;list;watch;delete
@@ -133,8 +130,9 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	r.handleRedeliver(om)
 
 	var (
-		res ctrl.Result
-		err error
+		res      ctrl.Result
+		err      error
+		recorded bool
 	)
 	switch om.Status.Phase {
 	case labhookv1alpha1.MessageDelivered:
@@ -142,10 +140,13 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	case labhookv1alpha1.MessageFailed:
 		return r.retainFailed(ctx, om)
 	default:
-		res, err = r.deliver(ctx, om)
+		res, recorded, err = r.deliver(ctx, om)
 	}
 	if werr := r.writeStatus(ctx, orig, om); werr != nil {
 		return ctrl.Result{}, werr
+	}
+	if recorded {
+		r.outbox.omAttempts.forget(om.UID)
 	}
 	if c := meta.FindStatusCondition(om.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil &&
 		c.Reason == labhookv1alpha1.ReasonExhausted && orig.Status.Phase != labhookv1alpha1.MessageFailed {
@@ -171,9 +172,14 @@ func (r *OutgoingMessageReconciler) cacheIsBehind(om *labhookv1alpha1.OutgoingMe
 	return false
 }
 
+// writeStatus writes om's status as a merge patch when it changed; a
+// reconcile that changes nothing writes nothing.
 func (r *OutgoingMessageReconciler) writeStatus(ctx context.Context, orig, om *labhookv1alpha1.OutgoingMessage) error {
+	if equality.Semantic.DeepEqual(orig.Status, om.Status) {
+		return nil
+	}
 	om.Status.ObservedGeneration = om.Generation
-	if err := patchStatus(ctx, r.Client, orig, om, orig.Status, om.Status); err != nil {
+	if err := r.Status().Patch(ctx, om, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("record delivery of %s: %w", om.Name, err)
 	}
 	if om.Status.Attempts > orig.Status.Attempts {
@@ -198,65 +204,117 @@ func (r *OutgoingMessageReconciler) handleRedeliver(om *labhookv1alpha1.Outgoing
 	}
 }
 
-// deliver makes one step for a Pending message: find a usable target, wait
-// for its turn and its next attempt time, then POST once and record it.
-func (r *OutgoingMessageReconciler) deliver(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) (ctrl.Result, error) {
-	whc, why, err := r.resolveTarget(ctx, om)
+// deliver makes one step for a Pending message: record the attempt that
+// just completed, or find a usable target, wait for its turn and its next
+// attempt time, then hand one attempt to the pool. recorded says the
+// status now holds a completed attempt.
+func (r *OutgoingMessageReconciler) deliver(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) (ctrl.Result, bool, error) {
+	if at, ok := r.outbox.omAttempts.get(om.UID); ok {
+		if !at.done {
+			return ctrl.Result{}, false, nil
+		}
+		res, err := r.record(om, at)
+		return res, true, err
+	}
+	whc, why, err := r.outbox.resolveTarget(ctx, om.Namespace, om.Spec.WebhookConfigRef)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, false, err
 	}
 	if whc == nil {
 		setPending(om, labhookv1alpha1.ReasonNoUsableConfig, why)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, false, nil
 	}
-	om.Status.Target = whc.Name
+	// The target is recorded with the next status write; a message sent
+	// at once is written once, when its attempt is recorded.
 	if len(whc.Spec.EventTypes) > 0 && !slices.Contains(whc.Spec.EventTypes, om.Spec.Type) {
+		om.Status.Target = whc.Name
 		om.Status.Phase = labhookv1alpha1.MessageFailed
 		om.Status.NextAttemptTime = nil
 		setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonWebhookConfigFilter,
 			fmt.Sprintf("WebhookConfig %s does not take %s messages (spec.eventTypes)", whc.Name, om.Spec.Type))
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, false, nil
 	}
-	if whc.Status.State != labhookv1alpha1.StateValid {
-		setPending(om, labhookv1alpha1.ReasonNoUsableConfig,
-			fmt.Sprintf("WebhookConfig %s is %s, not valid", whc.Name, stateOrNew(whc.Status.State)))
-		return ctrl.Result{}, nil
+	if reason, msg := r.outbox.unusable(whc); reason != "" {
+		om.Status.Target = whc.Name
+		setPending(om, reason, msg)
+		return ctrl.Result{}, false, nil
 	}
 	earlier, err := r.earlierPending(ctx, om)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, false, err
 	}
 	if earlier != "" {
+		om.Status.Target = whc.Name
 		setPending(om, labhookv1alpha1.ReasonWaitingForEarlier,
 			fmt.Sprintf("waiting for %s, an earlier message about the same entity", earlier))
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, false, nil
 	}
 	now := time.Now()
-	if next := om.Status.NextAttemptTime; next != nil && next.After(now) {
-		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+	st := &om.Status
+	// Due on schedule, or at once when the config recovered since its last
+	// attempt (outbox.due marked it).
+	due := st.NextAttemptTime == nil || !st.NextAttemptTime.After(now) || r.outbox.isForced(om.UID)
+	probe := !due && r.outbox.health.takeProbe(whc, om.UID)
+	if !due && !probe {
+		return ctrl.Result{RequeueAfter: st.NextAttemptTime.Sub(now)}, false, nil
 	}
-	return r.attempt(ctx, om, whc)
+	r.outbox.unforce(om.UID)
+	return ctrl.Result{}, false, r.submit(om, whc, probe)
 }
 
-// attempt POSTs the message once and records the outcome.
-func (r *OutgoingMessageReconciler) attempt(ctx context.Context, om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig) (ctrl.Result, error) {
-	req, err := r.request(ctx, om, whc)
+// submit hands one attempt of om to the pool. Its outcome waits in memory
+// and om is re-enqueued to record it.
+func (r *OutgoingMessageReconciler) submit(om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig, probe bool) error {
+	body, err := renderBody(om, r.Opts.CallbackURL)
 	if err != nil {
-		setPending(om, labhookv1alpha1.ReasonSecretError, err.Error())
-		return ctrl.Result{}, err
+		return fmt.Errorf("render %s: %w", om.Name, err)
 	}
-	start := time.Now()
-	res := r.Outbound.Send(ctx, req)
-	if ctx.Err() != nil {
-		// The manager is stopping: the outcome is unknown and the next
-		// leader will send again (at least once).
-		return ctrl.Result{}, ctx.Err()
+	uid, key, whcKey := om.UID, client.ObjectKeyFromObject(om), client.ObjectKeyFromObject(whc)
+	at := &attempt{whc: whc.DeepCopy(), probe: probe}
+	r.outbox.omAttempts.start(uid, at)
+	via := viaOutgoingMessage
+	if probe {
+		via = viaProbe
 	}
-	deliveryDuration.Observe(res.Duration.Seconds())
-	a := labhookv1alpha1.DeliveryAttempt{Time: metav1.NewTime(start), HTTPStatus: int32(res.HTTPStatus),
-		Duration: metav1.Duration{Duration: res.Duration}}
-	if !res.OK() {
-		a.Error = attemptError(res)
+	r.outbox.pool.Submit(delivery.Job{Config: whcKey, Limits: limits(whc),
+		Prepare: func(ctx context.Context) (outbound.Request, error) {
+			cur, err := r.outbox.usableNow(ctx, whcKey)
+			if err != nil {
+				return outbound.Request{}, err
+			}
+			return r.outbox.request(ctx, cur, om.Name, body)
+		},
+		Done: func(ctx context.Context, out delivery.Outcome) {
+			r.outbox.health.observe(ctx, at.whc, out, via, key.Name)
+			r.outbox.omAttempts.finish(uid, out)
+			r.outbox.requeueMessages.add(key)
+		},
+	})
+	return nil
+}
+
+// record turns a completed attempt into status.
+func (r *OutgoingMessageReconciler) record(om *labhookv1alpha1.OutgoingMessage, at attempt) (ctrl.Result, error) {
+	out := at.out
+	switch {
+	case out.NotSent && errNotUsable(out.Err):
+		// The config stopped taking deliveries while this waited: look again.
+		return ctrl.Result{Requeue: true}, nil
+	case out.NotSent:
+		setPending(om, labhookv1alpha1.ReasonSecretError, out.Err.Error())
+		return ctrl.Result{}, out.Err
+	case at.probe && !out.OK():
+		// An early retry of a failing config: not counted, nothing written;
+		// the config's status.deliveries says it failed.
+		if next := om.Status.NextAttemptTime; next != nil {
+			return ctrl.Result{RequeueAfter: max(time.Until(next.Time), 0)}, nil
+		}
+		return ctrl.Result{}, nil
+	}
+	a := labhookv1alpha1.DeliveryAttempt{Time: metav1.NewTime(out.Start), HTTPStatus: int32(out.HTTPStatus),
+		Duration: metav1.Duration{Duration: out.Duration}}
+	if !out.OK() {
+		a.Error = attemptError(out.Result)
 	}
 	st := &om.Status
 	st.Attempts++
@@ -265,41 +323,16 @@ func (r *OutgoingMessageReconciler) attempt(ctx context.Context, om *labhookv1al
 	if n := len(st.History); n > historyLimit {
 		st.History = slices.Clone(st.History[n-historyLimit:])
 	}
-	if res.OK() {
-		deliveriesTotal.WithLabelValues(resultSuccess).Inc()
-		r.rollup(ctx, whc, true, start, "")
+	st.Target = at.whc.Name
+	if out.OK() {
 		st.Phase = labhookv1alpha1.MessageDelivered
 		st.DeliveredTime = &a.Time
 		st.NextAttemptTime = nil
 		setReady(om, metav1.ConditionTrue, labhookv1alpha1.ReasonDelivered,
-			fmt.Sprintf("delivered to %s (HTTP %d)", whc.Name, res.HTTPStatus))
+			fmt.Sprintf("delivered to %s (HTTP %d)", at.whc.Name, out.HTTPStatus))
 		return ctrl.Result{RequeueAfter: r.Opts.MessageRetention}, nil
 	}
-	deliveriesTotal.WithLabelValues(res.Reason).Inc()
-	r.rollup(ctx, whc, false, start, a.Error)
-	return r.scheduleRetry(om, whc, res.RetryAfter), nil
-}
-
-// request builds the signed POST of om to whc.
-func (r *OutgoingMessageReconciler) request(ctx context.Context, om *labhookv1alpha1.OutgoingMessage, whc *labhookv1alpha1.WebhookConfig) (outbound.Request, error) {
-	secrets, err := SigningSecrets(ctx, r.Client, whc)
-	if err != nil {
-		return outbound.Request{}, fmt.Errorf("signing secret of WebhookConfig %s: %w", whc.Name, err)
-	}
-	authz, err := AuthorizationValue(ctx, r.Client, whc)
-	if err != nil {
-		return outbound.Request{}, fmt.Errorf("authorization of WebhookConfig %s: %w", whc.Name, err)
-	}
-	body, err := renderBody(om, r.Opts.CallbackURL)
-	if err != nil {
-		return outbound.Request{}, fmt.Errorf("render %s: %w", om.Name, err)
-	}
-	timeout := outbound.DefaultTimeout
-	if whc.Spec.TimeoutSeconds > 0 {
-		timeout = time.Duration(whc.Spec.TimeoutSeconds) * time.Second
-	}
-	return outbound.Request{URL: whc.Spec.URL, MessageID: om.Name, Body: body,
-		Secrets: secrets, Authorization: authz, Timeout: timeout}, nil
+	return r.scheduleRetry(om, at.whc, out.RetryAfter), nil
 }
 
 // scheduleRetry sets the next attempt after a failed one, or marks the
@@ -366,63 +399,71 @@ func roundStart(st *labhookv1alpha1.OutgoingMessageStatus) time.Time {
 	return st.LastAttempt.Time.Time
 }
 
-func attemptError(res outbound.Result) string {
-	if res.Err != nil {
-		return fmt.Sprintf("%s: %v", res.Reason, res.Err)
-	}
-	return fmt.Sprintf("%s: HTTP %d", res.Reason, res.HTTPStatus)
-}
-
-// renderBody is the seed 001 body. The timestamp is the creation time, so
-// every attempt sends the same bytes.
+// renderBody is the seed 001 body. The timestamp is fixed when the message
+// was first sent (the labhook.io/timestamp a lab producer sets when its
+// direct send failed), else the creation time, so every attempt sends the
+// same bytes.
 func renderBody(om *labhookv1alpha1.OutgoingMessage, callback string) ([]byte, error) {
 	var raw json.RawMessage
 	if om.Spec.Context != nil {
 		raw = om.Spec.Context.Raw
+	}
+	ts := wire.FormatTimestamp(om.CreationTimestamp.Time)
+	if v := om.Annotations[labhookv1alpha1.AnnotationTimestamp]; v != "" {
+		if t, err := time.Parse(wire.TimestampFormat, v); err == nil {
+			ts = wire.FormatTimestamp(t)
+		}
 	}
 	return wire.OutgoingMessage{
 		MessageID: om.Name,
 		Type:      string(om.Spec.Type),
 		Status:    om.Spec.Status,
 		EntityIDs: om.Spec.EntityIDs,
-		Timestamp: wire.FormatTimestamp(om.CreationTimestamp.Time),
+		Timestamp: ts,
 		Context:   raw,
 		Callback:  callback,
 	}.Marshal()
 }
 
-// resolveTarget finds the WebhookConfig a message goes to; nil with a
-// reason when there is none.
-func (r *OutgoingMessageReconciler) resolveTarget(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) (*labhookv1alpha1.WebhookConfig, string, error) {
-	if ref := om.Spec.WebhookConfigRef; ref != nil {
-		whc := &labhookv1alpha1.WebhookConfig{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: om.Namespace, Name: ref.Name}, whc); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, fmt.Sprintf("WebhookConfig %s not found", ref.Name), nil
-			}
-			return nil, "", err
+// orderKeys are the keys a message is delivered in order by, within its
+// webhookConfigRef: a later message waits while an earlier one with a key
+// in common is Pending. RESOURCE and INTERFACE messages are keyed by the
+// resource id ("lab/<id>"; an INTERFACE message's first entity id is its
+// resource's), so a resource and its interfaces share one order; other
+// types by "<type>/<entity id>", so unrelated entities that happen to share
+// an id (two resources' interfaces both named "Terminal", a CLASS and an
+// EVENT with the same id) never wait for each other.
+func orderKeys(om *labhookv1alpha1.OutgoingMessage) []string {
+	prefix := refName(om) + "|"
+	ids := om.Spec.EntityIDs
+	if om.Spec.Type == wire.TypeInterface && len(ids) > 0 {
+		ids = ids[:1]
+	}
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		k := prefix + string(om.Spec.Type) + "/" + id
+		if om.Spec.Type == wire.TypeResource || om.Spec.Type == wire.TypeInterface {
+			k = prefix + "lab/" + id
 		}
-		return whc, "", nil
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
 	}
-	whc, err := DefaultWebhookConfig(ctx, r.Client, om.Namespace)
-	if err != nil || whc == nil {
-		return nil, "no WebhookConfig in this namespace is the default (spec.default: true)", err
-	}
-	return whc, "", nil
+	return keys
 }
 
 // earlierPending returns the name of an older Pending message that shares
-// an entity id and a webhookConfigRef with om, or "".
+// an order key with om, or "".
 func (r *OutgoingMessageReconciler) earlierPending(ctx context.Context, om *labhookv1alpha1.OutgoingMessage) (string, error) {
-	for _, id := range om.Spec.EntityIDs {
+	for _, k := range orderKeys(om) {
 		var list labhookv1alpha1.OutgoingMessageList
-		if err := r.List(ctx, &list, client.InNamespace(om.Namespace), client.MatchingFields{indexMessageEntity: id},
+		if err := r.List(ctx, &list, client.InNamespace(om.Namespace), client.MatchingFields{indexMessageOrder: k},
 			client.UnsafeDisableDeepCopy); err != nil {
-			return "", fmt.Errorf("list messages of entity %s: %w", id, err)
+			return "", fmt.Errorf("list messages ordered by %s: %w", k, err)
 		}
 		for i := range list.Items {
 			o := &list.Items[i]
-			if o.UID != om.UID && isPending(o) && refName(o) == refName(om) && before(o, om) {
+			if o.UID != om.UID && isPending(o) && before(o, om) {
 				return o.Name, nil
 			}
 		}
@@ -435,10 +476,14 @@ func isPending(om *labhookv1alpha1.OutgoingMessage) bool {
 }
 
 func refName(om *labhookv1alpha1.OutgoingMessage) string {
-	if om.Spec.WebhookConfigRef == nil {
+	return refNameOf(om.Spec.WebhookConfigRef)
+}
+
+func refNameOf(ref *labhookv1alpha1.LocalObjectReference) string {
+	if ref == nil {
 		return ""
 	}
-	return om.Spec.WebhookConfigRef.Name
+	return ref.Name
 }
 
 // before orders messages by creation: creationTimestamp, then the
@@ -515,104 +560,18 @@ func deleteMessage(ctx context.Context, c client.Writer, om *labhookv1alpha1.Out
 	return nil
 }
 
-// rollup records delivery health on the WebhookConfig on transitions only:
-// the first success, the first failure after a success, recovery, and while
-// failing at most every rollupInterval. A valid config failing for
-// InvalidateAfter becomes invalid (Ready False, DeliveryFailing); its
-// messages stay Pending until it is valid again.
-func (r *OutgoingMessageReconciler) rollup(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, ok bool, at time.Time, errMsg string) {
-	key := client.ObjectKeyFromObject(whc)
-	d := whc.Status.Deliveries
-	failing := d != nil && (d.FailingSince != nil || d.ConsecutiveFailures > 0)
-	if v, seen := r.rollups.Load(key); seen {
-		m := v.(rollupMark)
-		if m.ok == ok && (ok || at.Sub(m.at) < r.rollupInterval()) {
-			return
-		}
-	}
-	if ok && d != nil && d.LastSuccessTime != nil && !failing {
-		return
-	}
-	if !ok && failing && d.LastFailureTime != nil && at.Sub(d.LastFailureTime.Time) < r.rollupInterval() &&
-		(whc.Status.State != labhookv1alpha1.StateValid || at.Sub(failingSince(whc, *d)) < r.Opts.InvalidateAfter) {
-		return
-	}
-	r.rollups.Store(key, rollupMark{at: at, ok: ok})
-
-	orig := whc.DeepCopy()
-	stats := labhookv1alpha1.DeliveryStats{}
-	if d != nil {
-		stats = *d.DeepCopy()
-	}
-	t := metav1.NewTime(at)
-	if ok {
-		stats.LastSuccessTime, stats.ConsecutiveFailures, stats.FailingSince = &t, 0, nil
-	} else {
-		stats.LastFailureTime, stats.LastError = &t, errMsg
-		stats.ConsecutiveFailures++
-		if stats.FailingSince == nil {
-			stats.FailingSince = &t
-		}
-	}
-	whc.Status.Deliveries = &stats
-	opts := []client.MergeFromOption{}
-	invalidated := !ok && r.invalidate(whc, stats, at, errMsg)
-	if invalidated {
-		// Conditions are a list, which a merge patch replaces whole: lock on
-		// the resourceVersion so the WebhookConfig controller's own write is
-		// never overwritten.
-		opts = append(opts, client.MergeFromWithOptimisticLock{})
-	}
-	if err := r.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, opts...)); err != nil {
-		// Stats are best effort: the next transition writes them again.
-		r.rollups.Delete(key)
-		log.FromContext(ctx).Info("could not record delivery stats", "webhookConfig", whc.Name, "error", err.Error())
-		return
-	}
-	if invalidated {
-		r.Recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonDeliveryFailing, "Invalidate",
-			"deliveries have failed for more than %s; the config is invalid until a test passes", r.Opts.InvalidateAfter)
-	}
-}
-
-// invalidate turns a valid whc invalid when its deliveries have failed for
-// InvalidateAfter, and reports whether it did.
-func (r *OutgoingMessageReconciler) invalidate(whc *labhookv1alpha1.WebhookConfig, stats labhookv1alpha1.DeliveryStats, at time.Time, errMsg string) bool {
-	since := failingSince(whc, stats)
-	if whc.Status.State != labhookv1alpha1.StateValid || at.Sub(since) < r.Opts.InvalidateAfter {
-		return false
-	}
-	whc.Status.State = labhookv1alpha1.StateInvalid
-	meta.SetStatusCondition(&whc.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
-		Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonDeliveryFailing, ObservedGeneration: whc.Generation,
-		Message: fmt.Sprintf("deliveries have failed since %s: %s", since.UTC().Format(time.RFC3339), errMsg)})
-	return true
-}
-
-// failingSince is when the current run of failures began, for
-// invalidation: a test that passed after the failures began (the config was
-// made valid again) restarts the clock, so a config is not invalidated again
-// at its first failure after a re-test.
-func failingSince(whc *labhookv1alpha1.WebhookConfig, stats labhookv1alpha1.DeliveryStats) time.Time {
-	if stats.FailingSince == nil {
-		return time.Now()
-	}
-	since := stats.FailingSince.Time
-	if t := whc.Status.LastTest; t != nil && t.Error == "" && t.Time.After(since) {
-		since = t.Time.Time
-	}
-	return since
-}
-
-func (r *OutgoingMessageReconciler) rollupInterval() time.Duration {
-	return min(time.Minute, max(r.Opts.InvalidateAfter/4, 100*time.Millisecond))
-}
-
 // SetupWithManager registers the indexes and watches of the outbox.
 func (r *OutgoingMessageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexMessageEntity,
-		func(o client.Object) []string { return o.(*labhookv1alpha1.OutgoingMessage).Spec.EntityIDs }); err != nil {
+	// Only Pending messages make others wait, so only they are indexed by
+	// order key: retained Delivered and Failed messages cost the index nothing.
+	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexMessageOrder,
+		func(o client.Object) []string {
+			if om := o.(*labhookv1alpha1.OutgoingMessage); isPending(om) {
+				return orderKeys(om)
+			}
+			return nil
+		}); err != nil {
 		return err
 	}
 	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexMessagePhase,
@@ -624,15 +583,24 @@ func (r *OutgoingMessageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	workers := max(r.Opts.MaxConcurrentDeliveries, 1)
+	if err := idx.IndexField(context.Background(), &labhookv1alpha1.OutgoingMessage{}, indexPendingRef,
+		func(o client.Object) []string {
+			om := o.(*labhookv1alpha1.OutgoingMessage)
+			if !isPending(om) {
+				return nil
+			}
+			return []string{refKey(om.Spec.WebhookConfigRef)}
+		}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labhookv1alpha1.OutgoingMessage{}).
 		Watches(&labhookv1alpha1.OutgoingMessage{}, handler.EnqueueRequestsFromMapFunc(r.nextInLine),
 			builder.WithPredicates(leftPending())).
-		Watches(&labhookv1alpha1.WebhookConfig{}, handler.EnqueueRequestsFromMapFunc(r.pendingFor),
-			builder.WithPredicates(becameUsable())).
+		Watches(&labhookv1alpha1.WebhookConfig{}, r.configEvents()).
+		WatchesRawSource(r.outbox.requeueMessages.source()).
 		WithOptions(controller.Options{
-			MaxConcurrentReconciles: workers,
+			MaxConcurrentReconciles: messageWorkers,
 			// Per-item backoff only: the default adds a global 10 qps bucket,
 			// which would throttle a backlog of thousands of fresh messages
 			// whenever errors requeue them.
@@ -643,7 +611,8 @@ func (r *OutgoingMessageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // leftPending passes events of a message that stopped being Pending (or went
-// away while Pending), which may unblock the next message of its entities.
+// away while Pending), which may unblock the next message of its order keys
+// and the lab object it holds a message of.
 func leftPending() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
@@ -658,21 +627,21 @@ func leftPending() predicate.Predicate {
 	}
 }
 
-// nextInLine enqueues, per entity of a message that left Pending, the oldest
-// Pending message with the same webhookConfigRef.
+// nextInLine enqueues, per order key of a message that left Pending, the
+// oldest Pending message with that key.
 func (r *OutgoingMessageReconciler) nextInLine(ctx context.Context, o client.Object) []reconcile.Request {
 	done := o.(*labhookv1alpha1.OutgoingMessage)
 	var reqs []reconcile.Request
-	for _, id := range done.Spec.EntityIDs {
+	for _, k := range orderKeys(done) {
 		var list labhookv1alpha1.OutgoingMessageList
-		if err := r.List(ctx, &list, client.InNamespace(done.Namespace), client.MatchingFields{indexMessageEntity: id},
+		if err := r.List(ctx, &list, client.InNamespace(done.Namespace), client.MatchingFields{indexMessageOrder: k},
 			client.UnsafeDisableDeepCopy); err != nil {
 			continue
 		}
 		var next *labhookv1alpha1.OutgoingMessage
 		for i := range list.Items {
 			m := &list.Items[i]
-			if m.UID != done.UID && isPending(m) && refName(m) == refName(done) && (next == nil || before(m, next)) {
+			if m.UID != done.UID && isPending(m) && (next == nil || before(m, next)) {
 				next = m
 			}
 		}
@@ -683,37 +652,40 @@ func (r *OutgoingMessageReconciler) nextInLine(ctx context.Context, o client.Obj
 	return reqs
 }
 
-// becameUsable passes a WebhookConfig that is valid and was not before, or
-// whose spec changed while valid.
-func becameUsable() predicate.Predicate {
+// configEvents reacts to WebhookConfigs changing what they take: one that
+// becomes valid (created, tested, re-tested, or changed while valid) starts
+// afresh and everything owed to it is due; one that stops being valid makes
+// its waiting messages show why; and when a default config is deleted, the
+// messages and lab objects that use the namespace default go to the next
+// one. The requests go through the outbox's requeuers, so the handler
+// enqueues nothing itself.
+func (r *OutgoingMessageReconciler) configEvents() handler.EventHandler {
 	valid := func(o client.Object) bool {
 		return o.(*labhookv1alpha1.WebhookConfig).Status.State == labhookv1alpha1.StateValid
 	}
-	return predicate.Funcs{
-		CreateFunc:  func(e event.CreateEvent) bool { return valid(e.Object) },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			return valid(e.ObjectNew) && (!valid(e.ObjectOld) || e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration())
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if valid(e.Object) {
+				r.outbox.health.reset(ctx, e.Object.(*labhookv1alpha1.WebhookConfig))
+			}
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			whc := e.ObjectNew.(*labhookv1alpha1.WebhookConfig)
+			switch {
+			case valid(whc) && (!valid(e.ObjectOld) || e.ObjectOld.GetGeneration() != whc.Generation):
+				r.outbox.health.reset(ctx, whc)
+			case valid(e.ObjectOld) && !valid(whc):
+				r.outbox.due(ctx, whc)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if whc, ok := e.Object.(*labhookv1alpha1.WebhookConfig); ok {
+				keys := []string{whc.Name}
+				if whc.Spec.Default {
+					keys = append(keys, defaultRef)
+				}
+				r.outbox.dueFor(ctx, whc.Namespace, keys...)
+			}
 		},
 	}
-}
-
-// pendingFor enqueues the Pending messages a WebhookConfig may now take:
-// those naming it, and, when it is the namespace default, those naming none.
-func (r *OutgoingMessageReconciler) pendingFor(ctx context.Context, o client.Object) []reconcile.Request {
-	whc := o.(*labhookv1alpha1.WebhookConfig)
-	var list labhookv1alpha1.OutgoingMessageList
-	if err := r.List(ctx, &list, client.InNamespace(whc.Namespace),
-		client.MatchingFields{indexMessagePhase: string(labhookv1alpha1.MessagePending)}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil
-	}
-	var reqs []reconcile.Request
-	for i := range list.Items {
-		m := &list.Items[i]
-		if n := refName(m); n == whc.Name || (n == "" && whc.Spec.Default) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(m)})
-		}
-	}
-	return reqs
 }

@@ -319,7 +319,12 @@ var _ = Describe("OutgoingMessage delivery", func() {
 	It("retries on the schedule and honours Retry-After", func() {
 		startManager(ns, opts)
 		validConfig(ctx, ns, "backend", rc.URL, nil)
-		rc.setRespond(func(m wire.OutgoingMessage, seen int, w http.ResponseWriter) {
+		// Each message has its own config: a receiver that answers one
+		// message makes everything owed to it due at once (recovery), which
+		// would cut the other's schedule short.
+		rc2 := newReceiver()
+		validConfig(ctx, ns, "other", rc2.URL, func(w *labhookv1alpha1.WebhookConfig) { w.Spec.Default = false })
+		respond := func(m wire.OutgoingMessage, seen int, w http.ResponseWriter) {
 			switch {
 			case m.MessageID == "retry-after" && seen == 0:
 				w.Header().Set("Retry-After", "2")
@@ -329,15 +334,19 @@ var _ = Describe("OutgoingMessage delivery", func() {
 			default:
 				w.WriteHeader(http.StatusOK)
 			}
-		})
+		}
+		rc.setRespond(respond)
+		rc2.setRespond(respond)
 		Expect(k8sClient.Create(ctx, newMessage(ns, "flaky", "EVENT", "ENDED", "e1"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, newMessage(ns, "retry-after", "EVENT", "ENDED", "e2"))).To(Succeed())
+		ra := newMessage(ns, "retry-after", "EVENT", "ENDED", "e2")
+		ra.Spec.WebhookConfigRef = &labhookv1alpha1.LocalObjectReference{Name: "other"}
+		Expect(k8sClient.Create(ctx, ra)).To(Succeed())
 		Eventually(phaseOf(ctx, ns, "flaky")).Should(Equal(labhookv1alpha1.MessageDelivered))
 		Eventually(phaseOf(ctx, ns, "retry-after")).Should(Equal(labhookv1alpha1.MessageDelivered))
 
 		at := func(id string) []time.Time {
 			var out []time.Time
-			for _, d := range rc.deliveries() {
+			for _, d := range append(rc.deliveries(), rc2.deliveries()...) {
 				if d.msg.MessageID == id {
 					out = append(out, d.at)
 				}
@@ -357,9 +366,9 @@ var _ = Describe("OutgoingMessage delivery", func() {
 		Expect(om.Status.History[0].HTTPStatus).To(BeEquivalentTo(500))
 		Expect(om.Status.History[0].Error).NotTo(BeEmpty())
 
-		ra := at("retry-after")
-		Expect(ra).To(HaveLen(2))
-		Expect(ra[1].Sub(ra[0])).To(BeNumerically(">=", 1900*time.Millisecond), "Retry-After: 2 beats the 100ms schedule")
+		raAt := at("retry-after")
+		Expect(raAt).To(HaveLen(2))
+		Expect(raAt[1].Sub(raAt[0])).To(BeNumerically(">=", 1900*time.Millisecond), "Retry-After: 2 beats the 100ms schedule")
 	})
 
 	It("keeps creation order per entity while an earlier message is retried", func() {

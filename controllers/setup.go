@@ -16,16 +16,24 @@ limitations under the License.
 
 // Package controllers holds labhook's reconcilers, one per kind:
 // WebhookConfig (secret, test, state), LabResource and LabInterface (status,
-// outgoing messages) and OutgoingMessage (delivery, retry, retention).
+// and the messages their changes owe, sent directly when they can) and
+// OutgoingMessage (delivery, retry, retention), with the outbox that
+// coordinates them in memory: each config's delivery health, the sends in
+// flight, probes of failing configs, and the bound on lab OutgoingMessages.
+// The delivery pool (subpackage delivery) runs every request.
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/controllers/delivery"
 	"github.com/labhook/labhook/controllers/outbound"
 )
 
@@ -50,16 +58,32 @@ type Options struct {
 	BacklogWarning int
 	// InvalidateAfter turns a valid config invalid after this long of continuous failure.
 	InvalidateAfter time.Duration
-	// MaxConcurrentDeliveries bounds parallel deliveries.
+	// MaxConcurrentDeliveries bounds requests in flight to receivers, all
+	// organisations together.
 	MaxConcurrentDeliveries int
+	// MaxConcurrentDeliveriesPerOrganisation bounds one organisation's
+	// requests in flight, whatever its number of configs.
+	MaxConcurrentDeliveriesPerOrganisation int
+	// MaxConcurrentRequestsPerConfig bounds requests in flight to one
+	// config whose spec.maxConcurrentRequests is unset.
+	MaxConcurrentRequestsPerConfig int
+	// MaxPendingLabMessages bounds the Pending OutgoingMessages of lab
+	// objects per config; beyond it, objects hold what they owe.
+	MaxPendingLabMessages int
+	// ProbeInterval is how often a failing config's oldest Pending message
+	// is retried early.
+	ProbeInterval time.Duration
+	// RecordDeliveredMessages makes every lab message an OutgoingMessage,
+	// even when it could be sent directly.
+	RecordDeliveredMessages bool
 	// RotationGracePeriod is how long a rotated-out signing secret still signs.
 	RotationGracePeriod time.Duration
 	// RetrySchedule is the delay before each retry; nil means DefaultRetrySchedule.
 	RetrySchedule []time.Duration
 	// TestBackoffMin and TestBackoffMax bound re-tests of invalid configs.
 	TestBackoffMin, TestBackoffMax time.Duration
-	// MonitorInterval is how often the outbox is counted for the pending and
-	// failed gauges and the Backlogged condition.
+	// MonitorInterval is how often the outbox is counted for the pending,
+	// failed and owed gauges, the Backlogged condition and deliveries.owed.
 	MonitorInterval time.Duration
 }
 
@@ -72,22 +96,27 @@ var DefaultRetrySchedule = []time.Duration{
 // DefaultOptions are the manager's defaults.
 func DefaultOptions() Options {
 	return Options{
-		Version:                 "dev",
-		MessageRetention:        time.Hour,
-		FailedRetention:         7 * 24 * time.Hour,
-		MaxRetainedMessages:     1000,
-		BacklogWarning:          10000,
-		InvalidateAfter:         24 * time.Hour,
-		MaxConcurrentDeliveries: 32,
-		RotationGracePeriod:     24 * time.Hour,
-		RetrySchedule:           DefaultRetrySchedule,
-		TestBackoffMin:          time.Minute,
-		TestBackoffMax:          time.Hour,
-		MonitorInterval:         30 * time.Second,
+		Version:                                "dev",
+		MessageRetention:                       time.Hour,
+		FailedRetention:                        7 * 24 * time.Hour,
+		MaxRetainedMessages:                    1000,
+		BacklogWarning:                         10000,
+		InvalidateAfter:                        24 * time.Hour,
+		MaxConcurrentDeliveries:                256,
+		MaxConcurrentDeliveriesPerOrganisation: 64,
+		MaxConcurrentRequestsPerConfig:         32,
+		MaxPendingLabMessages:                  1000,
+		ProbeInterval:                          10 * time.Second,
+		RotationGracePeriod:                    24 * time.Hour,
+		RetrySchedule:                          DefaultRetrySchedule,
+		TestBackoffMin:                         time.Minute,
+		TestBackoffMax:                         time.Hour,
+		MonitorInterval:                        30 * time.Second,
 	}
 }
 
-// Setup registers every reconciler, with its field indexers, on mgr.
+// Setup registers every reconciler, with its field indexers, the delivery
+// pool and the outbox's prober and monitor, on mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	// One outbound client for every sender (tests, deliveries), so the SSRF
 	// policy is decided once and connections to a receiver are pooled.
@@ -96,25 +125,43 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		AllowedCIDRs: opts.AllowedTargetCIDRs,
 		UserAgent:    "labhook/" + opts.Version,
 	})
+	pool := delivery.New(out, delivery.Options{
+		MaxInFlight:                opts.MaxConcurrentDeliveries,
+		MaxInFlightPerOrganisation: opts.MaxConcurrentDeliveriesPerOrganisation,
+		MaxInFlightPerConfig:       opts.MaxConcurrentRequestsPerConfig,
+	})
+	if err := mgr.Add(pool); err != nil {
+		return fmt.Errorf("add delivery pool: %w", err)
+	}
+	events := mgr.GetEventRecorder("labhook-outbox")
+	ob := newOutbox(mgr, opts, pool, events)
+	if err := ob.labPending.watch(context.Background(), mgr); err != nil {
+		return err
+	}
 	if err := (&WebhookConfigReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("labhook-webhookconfig"),
 		Outbound: out, Options: opts,
+		Throttle: func(ctx context.Context, whc *labhookv1alpha1.WebhookConfig) error {
+			return pool.Wait(ctx, client.ObjectKeyFromObject(whc), limits(whc))
+		},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("webhookconfig controller: %w", err)
 	}
-	if err := (&LabResourceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&LabResourceReconciler{Client: mgr.GetClient(), outbox: ob}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up LabResource controller: %w", err)
 	}
-	if err := (&LabInterfaceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&LabInterfaceReconciler{Client: mgr.GetClient(), outbox: ob}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up LabInterface controller: %w", err)
 	}
-	events := mgr.GetEventRecorder("labhook-outbox")
-	if err := (&OutgoingMessageReconciler{Client: mgr.GetClient(), Opts: opts, Outbound: out, Recorder: events}).
+	if err := (&OutgoingMessageReconciler{Client: mgr.GetClient(), Opts: opts, Recorder: events, outbox: ob}).
 		SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up OutgoingMessage controller: %w", err)
 	}
+	if err := mgr.Add(ob); err != nil {
+		return fmt.Errorf("add outbox prober: %w", err)
+	}
 	if err := mgr.Add(&outboxMonitor{client: mgr.GetClient(), recorder: events, warning: opts.BacklogWarning,
-		interval: opts.MonitorInterval, maxRetained: opts.MaxRetainedMessages}); err != nil {
+		interval: opts.MonitorInterval, maxRetained: opts.MaxRetainedMessages, outbox: ob}); err != nil {
 		return fmt.Errorf("add outbox monitor: %w", err)
 	}
 	return nil

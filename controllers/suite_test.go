@@ -98,11 +98,21 @@ func newNamespace(ctx context.Context) string {
 // returned stop function is called (or the test ends). stop waits for the
 // manager to exit, like a process that has died.
 func startManager(ns string, opts controllers.Options) (stop func()) {
+	return startManagerFor([]string{ns}, opts)
+}
+
+// startManagerFor is startManager for several organisations sharing one
+// manager (and one delivery pool).
+func startManagerFor(namespaces []string, opts controllers.Options) (stop func()) {
+	caches := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		caches[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: caches},
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -72,6 +73,9 @@ type WebhookConfigReconciler struct {
 	Recorder  events.EventRecorder
 	Outbound  *outbound.Client
 	Options   Options
+	// Throttle, when set, waits for the config's rate limit
+	// (spec.maxRequestsPerSecond) before a test message is sent.
+	Throttle func(context.Context, *labhookv1alpha1.WebhookConfig) error
 }
 
 // +kubebuilder:rbac:groups=labhook.io,resources=webhookconfigs,verbs=get;list;watch;patch
@@ -577,6 +581,13 @@ func (r *WebhookConfigReconciler) testDue(st *labhookv1alpha1.WebhookConfigStatu
 	if st.State != labhookv1alpha1.StateInvalid {
 		return false
 	}
+	if c := meta.FindStatusCondition(st.Conditions, labhookv1alpha1.ConditionReady); (c != nil && c.Reason == labhookv1alpha1.ReasonEndpointGone) ||
+		(st.LastTest != nil && st.LastTest.HTTPStatus == http.StatusGone) {
+		// 410 Gone is for good: only a new url (a new fingerprint) or an
+		// explicit test request tests it again, never the backoff.
+		st.NextTestTime = nil
+		return false
+	}
 	if st.NextTestTime == nil {
 		// Made invalid elsewhere (deliveries kept failing): start the backoff.
 		st.NextTestTime = &metav1.Time{Time: now.Add(r.Options.TestBackoffMin)}
@@ -653,6 +664,11 @@ func (r *WebhookConfigReconciler) sendTest(ctx context.Context, whc *labhookv1al
 		return outbound.Result{Reason: labhookv1alpha1.ReasonConnectionError, Err: fmt.Errorf("encode test message: %w", err)}, id
 	}
 	timeout := time.Duration(whc.Spec.TimeoutSeconds) * time.Second
+	if r.Throttle != nil {
+		if err := r.Throttle(ctx, whc); err != nil {
+			return outbound.Result{Reason: labhookv1alpha1.ReasonConnectionError, Err: fmt.Errorf("wait for the rate limit: %w", err)}, id
+		}
+	}
 	res := r.Outbound.Send(ctx, outbound.Request{
 		URL: whc.Spec.URL, MessageID: id, Body: body, Secrets: secrets, Authorization: auth, Timeout: timeout,
 	})

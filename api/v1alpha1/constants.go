@@ -94,6 +94,23 @@ const (
 // second precision. Messages without it order by creationTimestamp, then name.
 const AnnotationCreatedAt = "labhook.io/created-at"
 
+// What labhook's producers put on an OutgoingMessage they create for a
+// LabResource or LabInterface (a message whose first attempt failed, that
+// found no usable WebhookConfig, or that waits behind an earlier one), so it
+// is recognisably that object's own and maps back to it.
+const (
+	// LabelLabObjectUID is the UID of the LabResource or LabInterface the
+	// message is about. A message with this name but without this label
+	// (or with another UID) is not the producer's, whoever created it.
+	LabelLabObjectUID = "labhook.io/lab-object-uid"
+	// AnnotationLabObject is "<Kind>/<name>" of that object.
+	AnnotationLabObject = "labhook.io/lab-object"
+	// AnnotationTimestamp is the message's wire timestamp when it was sent
+	// before its OutgoingMessage existed. The body renders it instead of
+	// creationTimestamp, so every retry sends the first attempt's bytes.
+	AnnotationTimestamp = "labhook.io/timestamp"
+)
+
 // Annotations the WebhookConfig controller keeps on a generated signing
 // Secret, so a rotation is recorded next to the secrets it changed: a crash
 // between rotating the Secret and writing status never rotates twice.
@@ -151,7 +168,7 @@ const (
 )
 
 // FinalizerOutgoingMessage holds a deleted LabResource or LabInterface until
-// its DELETED OutgoingMessage exists.
+// its DELETED message is delivered or recorded as an OutgoingMessage.
 const FinalizerOutgoingMessage = "labhook.io/outgoing-message"
 
 // Secret keys.

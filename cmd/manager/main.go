@@ -49,6 +49,7 @@ func main() {
 	opts.Version = version
 	var (
 		metricsAddr, probeAddr, allowedCIDRs string
+		pprofAddr                            string
 		leaderElectionNamespace              string
 		leaderElect, secureMetrics           bool
 		qps                                  float64
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS, only to clients whose token the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling; empty disables them.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager is active.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; required when running outside a cluster.")
 	flag.StringVar(&opts.CallbackURL, "callback-url", "", "The webhookserver's public incoming URL, sent as callback in every message.")
@@ -66,7 +68,16 @@ func main() {
 	flag.IntVar(&opts.MaxRetainedMessages, "max-retained-messages", opts.MaxRetainedMessages, "Delivered OutgoingMessages kept per namespace; the oldest go first.")
 	flag.IntVar(&opts.BacklogWarning, "backlog-warning", opts.BacklogWarning, "Pending messages past which a WebhookConfig is Backlogged.")
 	flag.DurationVar(&opts.InvalidateAfter, "invalidate-after", opts.InvalidateAfter, "Continuous delivery failure after which a valid WebhookConfig becomes invalid.")
-	flag.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", opts.MaxConcurrentDeliveries, "Deliveries in flight at once.")
+	flag.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", opts.MaxConcurrentDeliveries, "Deliveries in flight at once, all organisations together.")
+	flag.IntVar(&opts.MaxConcurrentDeliveriesPerOrganisation, "max-concurrent-deliveries-per-organisation", opts.MaxConcurrentDeliveriesPerOrganisation,
+		"Deliveries in flight at once for one organisation, whatever its number of WebhookConfigs.")
+	flag.IntVar(&opts.MaxConcurrentRequestsPerConfig, "max-concurrent-requests-per-config", opts.MaxConcurrentRequestsPerConfig,
+		"Deliveries in flight at once to one WebhookConfig whose spec.maxConcurrentRequests is unset.")
+	flag.IntVar(&opts.MaxPendingLabMessages, "max-pending-lab-messages", opts.MaxPendingLabMessages,
+		"Pending OutgoingMessages of LabResources and LabInterfaces per WebhookConfig; beyond it, objects hold what they owe.")
+	flag.DurationVar(&opts.ProbeInterval, "probe-interval", opts.ProbeInterval, "How often a failing WebhookConfig's oldest Pending message is retried early.")
+	flag.BoolVar(&opts.RecordDeliveredMessages, "record-delivered-messages", opts.RecordDeliveredMessages,
+		"Create an OutgoingMessage for every lab message, even when it could be sent directly.")
 	flag.DurationVar(&opts.RotationGracePeriod, "rotation-grace-period", opts.RotationGracePeriod, "How long a rotated-out signing secret still signs.")
 	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side QPS towards the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Client-side burst towards the API server.")
@@ -76,6 +87,21 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
+	for name, v := range map[string]int{
+		"--max-concurrent-deliveries":                  opts.MaxConcurrentDeliveries,
+		"--max-concurrent-deliveries-per-organisation": opts.MaxConcurrentDeliveriesPerOrganisation,
+		"--max-concurrent-requests-per-config":         opts.MaxConcurrentRequestsPerConfig,
+		"--max-pending-lab-messages":                   opts.MaxPendingLabMessages,
+	} {
+		if v < 1 {
+			log.Error(fmt.Errorf("%s must be at least 1, got %d", name, v), "invalid flag")
+			os.Exit(1)
+		}
+	}
+	if opts.ProbeInterval <= 0 {
+		log.Error(fmt.Errorf("--probe-interval must be positive, got %s", opts.ProbeInterval), "invalid flag")
+		os.Exit(1)
+	}
 	for _, c := range strings.Split(allowedCIDRs, ",") {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
@@ -122,6 +148,7 @@ func main() {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "labhook-manager.labhook.io",
 		LeaderElectionNamespace:       leaderElectionNamespace,

@@ -153,7 +153,7 @@ func run(ctx context.Context, b *bench, which []string, keep bool) error {
 	defer b.cl.Stop()
 
 	benches := map[string]func(context.Context, *bench) ([]result, error){
-		"outgoing": outgoing, "incoming": incoming, "memory": memory,
+		"outgoing": outgoing, "incoming": incoming, "memory": memory, "outgoing-floor": outgoingFloor,
 	}
 	var results []result
 	for _, name := range which {

@@ -127,6 +127,14 @@ func Start(dir string) (*Cluster, error) {
 // Stop stops the control plane.
 func (c *Cluster) Stop() error { return c.env.Stop() }
 
+// EtcdMetricsURL is etcd's Prometheus endpoint (its client URL's /metrics),
+// for figures such as etcd_mvcc_db_total_size_in_bytes.
+func (c *Cluster) EtcdMetricsURL() string {
+	u := *c.env.ControlPlane.Etcd.URL
+	u.Path = "/metrics"
+	return u.String()
+}
+
 // Namespace creates a namespace (an organisation).
 func (c *Cluster) Namespace(ctx context.Context, name string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
