@@ -49,8 +49,17 @@ func main() {
 	flag.StringVar(&bindAddr, "bind-address", ":8090", "Address of the incoming endpoint, /healthz and /readyz.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8091", "Address of /metrics; 0 disables it.")
 	flag.Int64Var(&opts.MaxBodyBytes, "max-body-bytes", opts.MaxBodyBytes, "Largest accepted request body; larger is 413.")
+	flag.IntVar(&opts.MaxConfigExtraBytes, "max-config-extra-bytes", opts.MaxConfigExtraBytes, "Largest size, in JSON bytes, of the config keys labhook does not know (config.extra) per resource or interface; larger is 400.")
 	flag.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "Requests per second per organisation; over it is 429. 0 disables.")
 	flag.IntVar(&opts.RateBurst, "rate-burst", opts.RateBurst, "Requests per organisation allowed at once; 0 means --rate-limit, rounded up.")
+	flag.IntVar(&opts.MaxConcurrentRequestsPerOrg, "max-concurrent-requests-per-org", opts.MaxConcurrentRequestsPerOrg, "Requests one organisation may have in progress; over it is 429. 0 disables.")
+	flag.Int64Var(&opts.MaxInflightBytesPerOrg, "max-inflight-bytes-per-org", opts.MaxInflightBytesPerOrg, "Body bytes one organisation may have in progress; over it is 429. 0 disables.")
+	flag.IntVar(&opts.MaxConcurrentRequests, "max-concurrent-requests", opts.MaxConcurrentRequests, "Requests in progress in all; over it is 503. 0 disables.")
+	flag.Int64Var(&opts.MaxInflightBytes, "max-inflight-bytes", opts.MaxInflightBytes, "Body bytes in progress in all; over it is 503. 0 disables.")
+	flag.Float64Var(&opts.OrgAPIQPS, "org-api-qps", opts.OrgAPIQPS, "Kubernetes API calls per second one organisation's messages may make. 0 disables.")
+	flag.IntVar(&opts.OrgAPIBurst, "org-api-burst", opts.OrgAPIBurst, "Burst of --org-api-qps; 0 means the rate, rounded up.")
+	flag.Float64Var(&opts.AuthFailureRate, "auth-failure-rate", opts.AuthFailureRate, "Failed API-key attempts per second allowed per organisation name and per client address; past them 429. 0 disables.")
+	flag.IntVar(&opts.AuthFailureBurst, "auth-failure-burst", opts.AuthFailureBurst, "Failed API-key attempts allowed at once; 0 means --auth-failure-rate, rounded up.")
 	flag.StringVar(&regions, "regions", "", "Comma-separated regions accepted in interfaces; empty accepts any region code.")
 	flag.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "Serve HTTPS with this certificate, reloaded when it changes.")
 	flag.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "The key of --tls-cert-file.")
@@ -63,6 +72,9 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if limit := webhookserver.SetMemoryLimitFromEnv(); limit > 0 {
+		log.Info("Go memory limit set from the container's", "bytes", limit)
+	}
 	if err := run(opts, bindAddr, metricsAddr, regions, qps, burst); err != nil {
 		log.Error(err, "webhookserver stopped")
 		os.Exit(1)

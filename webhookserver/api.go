@@ -1,0 +1,139 @@
+/*
+Copyright 2026 The labhook Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package webhookserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/time/rate"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+)
+
+// orgClient makes the API calls of one organisation's message, each after
+// a token from that organisation's API budget (--org-api-qps), so one
+// organisation cannot spend the client budget and the API server's time
+// that every organisation shares. It reads and writes only in the
+// organisation's namespace.
+type orgClient struct {
+	s   *Server
+	ns  string
+	lim *rate.Limiter // nil: no budget
+}
+
+// budgetError is a call the organisation's API budget cannot allow before
+// the message's deadline.
+type budgetError struct {
+	org  string
+	qps  float64
+	wait time.Duration
+}
+
+func (e *budgetError) Error() string {
+	return fmt.Sprintf("organisation %s is over its budget of %g Kubernetes API calls per second; the message was cut short", e.org, e.qps)
+}
+
+func (c orgClient) wait(ctx context.Context) error {
+	if c.lim == nil {
+		return nil
+	}
+	res := c.lim.Reserve()
+	d := res.Delay()
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		res.Cancel()
+		return &budgetError{org: c.ns, qps: float64(c.lim.Limit()), wait: d}
+	}
+	if d == 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		res.Cancel()
+		return ctx.Err()
+	}
+}
+
+func (c orgClient) key(name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: c.ns, Name: name}
+}
+
+// get reads name into obj from the API server (never a cache).
+func (c orgClient) get(ctx context.Context, name string, obj client.Object, opts ...client.GetOption) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.s.reader.Get(ctx, c.key(name), obj, opts...)
+}
+
+func (c orgClient) list(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.s.reader.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
+}
+
+var fieldOwner = client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)
+
+// apply writes u with server-side apply as labhook-webhookserver.
+func (c orgClient) apply(ctx context.Context, u *unstructured.Unstructured) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner)
+}
+
+// applyStatus writes u's status with server-side apply.
+func (c orgClient) applyStatus(ctx context.Context, u *unstructured.Unstructured) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner)
+}
+
+func (c orgClient) mergePatch(ctx context.Context, obj client.Object, patch []byte) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.s.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch), fieldOwner)
+}
+
+// deleteExactly deletes obj only if it is still the object (UID) at the
+// version (resourceVersion) it was judged on.
+func (c orgClient) deleteExactly(ctx context.Context, obj client.Object) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	return c.s.client.Delete(ctx, obj, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+}
+
+// fromWatchCache serves a read from the API server's watch cache instead of
+// etcd: cheaper, and at most moments old. A write judged on an old version
+// fails its resourceVersion precondition and is judged again on a quorum
+// read; an object this replica created but the watch cache does not show
+// yet is read again from etcd (see wroteRecently).
+var fromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
