@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,50 +29,58 @@ import (
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 )
 
-// orgClient makes the API calls of one organisation's message, each after
-// a token from that organisation's API budget (--org-api-qps), so one
-// organisation cannot spend the client budget and the API server's time
-// that every organisation shares. It reads and writes only in the
-// organisation's namespace.
+// orgClient makes the API calls of one organisation's message within that
+// organisation's share: each call takes a token of its API budget
+// (--org-api-qps) and one of its slots for calls in flight
+// (--org-api-concurrency), so one organisation can neither spend the
+// client budget every organisation shares nor fill the API server's queue
+// ahead of the others. It reads and writes only in the organisation's
+// namespace.
 type orgClient struct {
-	s   *Server
-	ns  string
-	lim *rate.Limiter // nil: no budget
+	s  *Server
+	ns string
+	st *orgState
 }
 
 // budgetError is a call the organisation's API budget cannot allow before
 // the message's deadline.
 type budgetError struct {
-	org  string
-	qps  float64
-	wait time.Duration
+	org string
+	qps float64
 }
 
 func (e *budgetError) Error() string {
 	return fmt.Sprintf("organisation %s is over its budget of %g Kubernetes API calls per second; the message was cut short", e.org, e.qps)
 }
 
-func (c orgClient) wait(ctx context.Context) error {
-	if c.lim == nil {
-		return nil
+// wait takes a token and a slot for one call; release gives the slot back.
+func (c orgClient) wait(ctx context.Context) (release func(), err error) {
+	if lim := c.st.api; lim != nil {
+		res := lim.Reserve()
+		d := res.Delay()
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+			res.Cancel()
+			return nil, &budgetError{org: c.ns, qps: float64(lim.Limit())}
+		}
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				res.Cancel()
+				return nil, ctx.Err()
+			}
+		}
 	}
-	res := c.lim.Reserve()
-	d := res.Delay()
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
-		res.Cancel()
-		return &budgetError{org: c.ns, qps: float64(c.lim.Limit()), wait: d}
+	if c.st.slots == nil {
+		return func() {}, nil
 	}
-	if d == 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
-		return nil
+	case c.st.slots <- struct{}{}:
+		return func() { <-c.st.slots }, nil
 	case <-ctx.Done():
-		res.Cancel()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -83,16 +90,20 @@ func (c orgClient) key(name string) types.NamespacedName {
 
 // get reads name into obj from the API server (never a cache).
 func (c orgClient) get(ctx context.Context, name string, obj client.Object, opts ...client.GetOption) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return c.s.reader.Get(ctx, c.key(name), obj, opts...)
 }
 
 func (c orgClient) list(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return c.s.reader.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
 }
 
@@ -100,33 +111,41 @@ var fieldOwner = client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)
 
 // apply writes u with server-side apply as labhook-webhookserver.
 func (c orgClient) apply(ctx context.Context, u *unstructured.Unstructured) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return c.s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner)
 }
 
 // applyStatus writes u's status with server-side apply.
 func (c orgClient) applyStatus(ctx context.Context, u *unstructured.Unstructured) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return c.s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner)
 }
 
 func (c orgClient) mergePatch(ctx context.Context, obj client.Object, patch []byte) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return c.s.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch), fieldOwner)
 }
 
 // deleteExactly deletes obj only if it is still the object (UID) at the
 // version (resourceVersion) it was judged on.
 func (c orgClient) deleteExactly(ctx context.Context, obj client.Object) error {
-	if err := c.wait(ctx); err != nil {
+	release, err := c.wait(ctx)
+	if err != nil {
 		return err
 	}
+	defer release()
 	uid, rv := obj.GetUID(), obj.GetResourceVersion()
 	return c.s.client.Delete(ctx, obj, client.Preconditions{UID: &uid, ResourceVersion: &rv})
 }

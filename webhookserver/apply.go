@@ -109,6 +109,20 @@ func plan(ns string, msg *wire.IncomingMessage, bodyHash string) *messagePlan {
 	return p
 }
 
+// calls is at most how many API calls the message makes when no write
+// has to be judged again: for each object a read and up to two writes
+// (spec and phase, or a mark and a delete), a read and a write for each
+// credential Secret, and three reads for what source_message_id answers.
+func (p *messagePlan) calls() int {
+	n := 3 + 3*(len(p.resources)+len(p.interfaces))
+	for _, f := range p.interfaces {
+		if f.auth != "" {
+			n += 2
+		}
+	}
+	return n
+}
+
 // process applies p and returns what happened to each LabResource and
 // LabInterface. On an error, the results are what was done before it; the
 // same message sent again converges.

@@ -39,6 +39,11 @@ type orgState struct {
 	api      *rate.Limiter // nil: no API budget
 	active   int
 	bytes    int64
+	// calls is the API calls the organisation's messages in progress may
+	// still make (an estimate from their size).
+	calls int
+	// slots holds a token per API call in flight; nil: no cap.
+	slots chan struct{}
 }
 
 // limits holds every organisation's state and the global counters.
@@ -84,6 +89,9 @@ func (l *limits) org(org string) *orgState {
 		st = &orgState{
 			requests: limiter(l.opts.RateLimit, l.opts.RateBurst),
 			api:      limiter(l.opts.OrgAPIQPS, l.opts.OrgAPIBurst),
+		}
+		if l.opts.OrgAPIConcurrency > 0 {
+			st.slots = make(chan struct{}, l.opts.OrgAPIConcurrency)
 		}
 		l.orgs[org] = st
 	}
@@ -144,6 +152,34 @@ func (l *limits) admit(org string, st *orgState, bytes int64) (func(), *refusal)
 		requestsInProgress.Dec()
 		bytesInProgress.Sub(float64(bytes))
 	}, nil
+}
+
+// admitCalls reserves, for a message that may make calls API calls, room
+// in org's API budget: the messages of an organisation in progress must be
+// able to finish within RequestTimeout at OrgAPIQPS. Admitting more would
+// only make them all run out of time half-written; the message is refused
+// (429) before it writes anything instead, with how long until there is
+// room.
+func (l *limits) admitCalls(org string, st *orgState, calls int) (func(), time.Duration, *refusal) {
+	if st.api == nil {
+		return func() {}, 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	qps := float64(st.api.Limit())
+	budget := int(qps * l.opts.RequestTimeout.Seconds())
+	if st.calls > 0 && st.calls+calls > budget {
+		wait := time.Duration(float64(st.calls) / qps * float64(time.Second))
+		return nil, wait, &refusal{http.StatusTooManyRequests, fmt.Sprintf(
+			"organisation %s has messages in progress that need about %d Kubernetes API calls; with this one they could not finish within %s at --org-api-qps %g",
+			org, st.calls, l.opts.RequestTimeout, qps)}
+	}
+	st.calls += calls
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		st.calls -= calls
+	}, 0, nil
 }
 
 // clientIP is the peer address of r. Behind a proxy it is the proxy's.

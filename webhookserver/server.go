@@ -321,7 +321,14 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	oc := orgClient{s: s, ns: org, lim: st.api}
+	done, wait, refused := s.limits.admitCalls(org, st, p.calls())
+	if refused != nil {
+		retryAfter(w, wait)
+		writeJSON(w, refused.code, Response{SourceMessageID: msg.SourceMessageID, Error: refused.text})
+		return
+	}
+	defer done()
+	oc := orgClient{s: s, ns: org, st: st}
 	results, err := s.process(ctx, oc, p)
 	for _, res := range results {
 		objectsApplied.WithLabelValues(res.Kind, res.Operation).Inc()

@@ -80,9 +80,11 @@ type Options struct {
 	MaxConcurrentRequests       int
 	MaxInflightBytes            int64
 	// OrgAPIQPS and OrgAPIBurst are each organisation's budget of
-	// Kubernetes API calls per second (0: the rate, rounded up).
-	OrgAPIQPS   float64
-	OrgAPIBurst int
+	// Kubernetes API calls per second (0: the rate, rounded up);
+	// OrgAPIConcurrency bounds its calls in flight.
+	OrgAPIQPS         float64
+	OrgAPIBurst       int
+	OrgAPIConcurrency int
 	// AuthFailureRate and AuthFailureBurst throttle failed API-key
 	// attempts, per organisation name and per client address.
 	AuthFailureRate  float64
@@ -116,8 +118,9 @@ func DefaultOptions() Options {
 		MaxInflightBytesPerOrg:      8 << 20,
 		MaxConcurrentRequests:       64,
 		MaxInflightBytes:            32 << 20,
-		OrgAPIQPS:                   200,
-		OrgAPIBurst:                 400,
+		OrgAPIQPS:                   100,
+		OrgAPIBurst:                 200,
+		OrgAPIConcurrency:           4,
 		AuthFailureRate:             1,
 		AuthFailureBurst:            20,
 		RequestTimeout:              30 * time.Second,

@@ -58,6 +58,7 @@ func main() {
 	flag.Int64Var(&opts.MaxInflightBytes, "max-inflight-bytes", opts.MaxInflightBytes, "Body bytes in progress in all; over it is 503. 0 disables.")
 	flag.Float64Var(&opts.OrgAPIQPS, "org-api-qps", opts.OrgAPIQPS, "Kubernetes API calls per second one organisation's messages may make. 0 disables.")
 	flag.IntVar(&opts.OrgAPIBurst, "org-api-burst", opts.OrgAPIBurst, "Burst of --org-api-qps; 0 means the rate, rounded up.")
+	flag.IntVar(&opts.OrgAPIConcurrency, "org-api-concurrency", opts.OrgAPIConcurrency, "Kubernetes API calls one organisation's messages may have in flight at once. 0 disables.")
 	flag.Float64Var(&opts.AuthFailureRate, "auth-failure-rate", opts.AuthFailureRate, "Failed API-key attempts per second allowed per organisation name and per client address; past them 429. 0 disables.")
 	flag.IntVar(&opts.AuthFailureBurst, "auth-failure-burst", opts.AuthFailureBurst, "Failed API-key attempts allowed at once; 0 means --auth-failure-rate, rounded up.")
 	flag.StringVar(&regions, "regions", "", "Comma-separated regions accepted in interfaces; empty accepts any region code.")
