@@ -112,7 +112,8 @@ func plan(ns string, msg *wire.IncomingMessage, bodyHash string) *messagePlan {
 // calls is at most how many API calls the message makes when no write
 // has to be judged again: for each object a read and up to two writes
 // (spec and phase, or a mark and a delete), a read and a write for each
-// credential Secret, and three reads for what source_message_id answers.
+// credential Secret, and up to three reads for what source_message_id
+// answers.
 func (p *messagePlan) calls() int {
 	n := 3 + 3*(len(p.resources)+len(p.interfaces))
 	for _, f := range p.interfaces {
@@ -260,13 +261,11 @@ func (s *Server) prefetch(ctx context.Context, oc orgClient, p *messagePlan) err
 			return err
 		})
 	}
-	lookups, resolve := s.lookupReply(ctx, oc, p)
-	jobs = append(jobs, lookups...)
+	jobs = append(jobs, s.findOutgoingMessage(ctx, oc, p)...)
 	if err := firstError(each(len(jobs), func(i int) error { return jobs[i]() })); err != nil {
 		return err
 	}
-	resolve()
-	return nil
+	return s.findReply(ctx, oc, p)
 }
 
 // referenceError is a message that refers to what cannot be (422).

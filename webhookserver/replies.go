@@ -25,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 )
@@ -45,47 +44,80 @@ type ReplyTo struct {
 // LabInterfaces that holds the id of the last message labhook sent about them.
 const lastMessageIDField = "status.lastMessage.id"
 
-// lookupReply returns the reads that find what source_message_id names in
-// the organisation's namespace, and only there: an OutgoingMessage of that
-// name, or a LabResource or LabInterface whose last message has that id
-// (lab messages delivered at once need no OutgoingMessage). resolve,
-// called once the reads are done, records it in p.
-func (s *Server) lookupReply(ctx context.Context, oc orgClient, p *messagePlan) (jobs []func() error, resolve func()) {
+// findOutgoingMessage returns the read, run with the prefetch, of the
+// OutgoingMessage source_message_id names in the organisation's namespace.
+func (s *Server) findOutgoingMessage(ctx context.Context, oc orgClient, p *messagePlan) []func() error {
 	id := p.msg.SourceMessageID
-	var om *labhookv1alpha1.OutgoingMessage
-	if len(validation.IsDNS1123Subdomain(id)) == 0 {
-		jobs = append(jobs, func() (err error) {
-			om, err = readAs[labhookv1alpha1.OutgoingMessage](ctx, s, oc, kindOutgoingMessage, id, false)
-			return err
-		})
+	if len(validation.IsDNS1123Subdomain(id)) > 0 {
+		return nil // no object can have that name
+	}
+	return []func() error{func() (err error) {
+		p.om, err = readAs[labhookv1alpha1.OutgoingMessage](ctx, s, oc, kindOutgoingMessage, id, false)
+		return err
+	}}
+}
+
+// findReply decides, once the prefetch is done, what source_message_id
+// answers, in the organisation's namespace and only there: the
+// OutgoingMessage of that name; else a LabResource or LabInterface the
+// message names whose status.lastMessage is that message (a message
+// delivered at once has no OutgoingMessage; a backend answers it about the
+// object it was about); else, with --find-replies-in-namespace, any
+// LabResource or LabInterface of the namespace whose last message it is,
+// through the selectable field. That last search costs the API server a
+// pass over every LabResource and LabInterface of the namespace, for every
+// message whose id names nothing, so it is off by default.
+func (s *Server) findReply(ctx context.Context, oc orgClient, p *messagePlan) error {
+	id := p.msg.SourceMessageID
+	if p.om != nil {
+		p.reply = &ReplyTo{MessageID: id, Type: string(p.om.Spec.Type), Status: p.om.Spec.Status}
+		return nil
+	}
+	var named []*labhookv1alpha1.LastMessage
+	for _, r := range p.resources {
+		if r.cur != nil {
+			named = append(named, r.cur.Status.LastMessage)
+		}
+	}
+	for _, f := range p.interfaces {
+		if f.cur != nil {
+			named = append(named, f.cur.Status.LastMessage)
+		}
+	}
+	if !s.opts.FindRepliesInNamespace {
+		p.reply = replyFrom(id, named)
+		return nil
+	}
+	if p.reply = replyFrom(id, named); p.reply != nil {
+		return nil
 	}
 	var lrs labhookv1alpha1.LabResourceList
 	var lis labhookv1alpha1.LabInterfaceList
-	for _, l := range []client.ObjectList{&lrs, &lis} {
-		jobs = append(jobs, func() error {
-			err := oc.list(ctx, l, client.MatchingFields{lastMessageIDField: id}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: "0"}})
-			if apierrors.IsBadRequest(err) {
-				// The CRD has no such selectable field (an older one):
-				// lab messages cannot be told apart; the id is unknown.
-				logf.FromContext(ctx).Info("cannot select lab objects by their last message; is the CRD current?", "error", err.Error())
-				return nil
-			}
-			return err
-		})
+	lists := []client.ObjectList{&lrs, &lis}
+	err := firstError(each(len(lists), func(i int) error {
+		return oc.list(ctx, lists[i], client.MatchingFields{lastMessageIDField: id}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: "0"}})
+	}))
+	if err != nil {
+		return err
 	}
-	return jobs, func() {
-		switch {
-		case om != nil:
-			p.om = om
-			p.reply = &ReplyTo{MessageID: id, Type: string(om.Spec.Type), Status: om.Spec.Status}
-		case len(lrs.Items) > 0 && lrs.Items[0].Status.LastMessage != nil:
-			lm := lrs.Items[0].Status.LastMessage
-			p.reply = &ReplyTo{MessageID: id, Type: lm.Type, Status: lm.Status}
-		case len(lis.Items) > 0 && lis.Items[0].Status.LastMessage != nil:
-			lm := lis.Items[0].Status.LastMessage
-			p.reply = &ReplyTo{MessageID: id, Type: lm.Type, Status: lm.Status}
+	for _, lr := range lrs.Items {
+		named = append(named, lr.Status.LastMessage)
+	}
+	for _, li := range lis.Items {
+		named = append(named, li.Status.LastMessage)
+	}
+	p.reply = replyFrom(id, named)
+	return nil
+}
+
+// replyFrom is the message with id among last messages, if it is one.
+func replyFrom(id string, last []*labhookv1alpha1.LastMessage) *ReplyTo {
+	for _, lm := range last {
+		if lm != nil && lm.ID == id {
+			return &ReplyTo{MessageID: id, Type: lm.Type, Status: lm.Status}
 		}
 	}
+	return nil
 }
 
 // maxReplyObjects is how many objects status.replies.objects lists.

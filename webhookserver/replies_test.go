@@ -19,6 +19,7 @@ package webhookserver_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -182,6 +183,25 @@ var _ = Describe("Replies", func() {
 
 		r = post(baseURL, other, otherKey, lab("lab-1-restarted-1", "CREATED", "2026-01-01T10:05:00Z", "READY"))
 		Expect(r.code).To(Equal(http.StatusOK), r.raw)
-		Expect(r.raw).To(ContainSubstring(`"reply_to":null`), "the selector lists only the organisation's own namespace")
+		Expect(r.raw).To(ContainSubstring(`"reply_to":null`), "only the organisation's own objects count")
+
+		// A reply about another object (a replacement, lab-2): found
+		// through the selectable field with --find-replies-in-namespace,
+		// in the organisation's namespace only.
+		replacement := []byte(`{"source_message_id":"lab-1-restarted-1","type":"RESOURCE","action":"CREATED","timestamp":"2026-01-01T10:06:00Z",
+		  "data":{"resources":[{"id":"lab-2","type":"VM","status":"STARTING"}]}}`)
+		opts := testOptions()
+		opts.FindRepliesInNamespace = true
+		wide := startServer(cfg, opts)
+		r = post(wide, other, otherKey, replacement)
+		Expect(r.code).To(Equal(http.StatusOK), r.raw)
+		Expect(r.raw).To(ContainSubstring(`"reply_to":null`), "the other organisation's namespace has no such message")
+		r = post(wide, org, key, replacement)
+		Expect(r.code).To(Equal(http.StatusOK), r.raw)
+		Expect(r.body.ReplyTo).To(Equal(&webhookserver.ReplyTo{MessageID: "lab-1-restarted-1", Type: "RESOURCE", Status: "RESTARTED"}))
+		replacement = []byte(strings.NewReplacer("lab-2", "lab-3", "10:06:00Z", "10:07:00Z").Replace(string(replacement)))
+		r = post(baseURL, org, key, replacement)
+		Expect(r.code).To(Equal(http.StatusOK), r.raw)
+		Expect(r.raw).To(ContainSubstring(`"reply_to":null`), "by default only the objects a reply names are searched")
 	})
 })

@@ -89,6 +89,10 @@ type Options struct {
 	// attempts, per organisation name and per client address.
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// FindRepliesInNamespace also looks for the lab message a reply answers
+	// among every LabResource and LabInterface of the organisation, not
+	// only those the reply names (see findReply).
+	FindRepliesInNamespace bool
 	// Regions, when set, is the exhaustive list of accepted regions.
 	Regions []string
 	// RequestTimeout bounds the API writes of one message.

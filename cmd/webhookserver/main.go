@@ -61,6 +61,7 @@ func main() {
 	flag.IntVar(&opts.OrgAPIConcurrency, "org-api-concurrency", opts.OrgAPIConcurrency, "Kubernetes API calls one organisation's messages may have in flight at once. 0 disables.")
 	flag.Float64Var(&opts.AuthFailureRate, "auth-failure-rate", opts.AuthFailureRate, "Failed API-key attempts per second allowed per organisation name and per client address; past them 429. 0 disables.")
 	flag.IntVar(&opts.AuthFailureBurst, "auth-failure-burst", opts.AuthFailureBurst, "Failed API-key attempts allowed at once; 0 means --auth-failure-rate, rounded up.")
+	flag.BoolVar(&opts.FindRepliesInNamespace, "find-replies-in-namespace", false, "Look for the lab message a reply answers among every LabResource and LabInterface of the organisation (a field-selector list per message, costing the API server a pass over the namespace), not only among the objects the reply names.")
 	flag.StringVar(&regions, "regions", "", "Comma-separated regions accepted in interfaces; empty accepts any region code.")
 	flag.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "Serve HTTPS with this certificate, reloaded when it changes.")
 	flag.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "The key of --tls-cert-file.")
