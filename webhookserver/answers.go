@@ -17,6 +17,7 @@ limitations under the License.
 package webhookserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -102,7 +103,10 @@ func classify(org string, err error) answer {
 		}
 	}
 	st, ok := apiStatus(err)
-	if !ok {
+	switch {
+	case !ok && errors.Is(err, context.DeadlineExceeded):
+		return answer{code: http.StatusServiceUnavailable, text: "the message could not be applied within --request-timeout; retry later (a retry converges)", retryAfter: true}
+	case !ok:
 		return answer{code: http.StatusServiceUnavailable, text: "the Kubernetes API server is unavailable; retry later", retryAfter: true}
 	}
 	switch {

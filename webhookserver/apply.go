@@ -692,7 +692,7 @@ func (s *Server) applyResource(ctx context.Context, oc orgClient, p *messagePlan
 	} else if r.cur != nil {
 		rv = r.cur.ResourceVersion
 	}
-	if u == nil && !r.phaseChanges() {
+	if !r.phaseChanges() {
 		return res, wrote, nil
 	}
 	statusWrote, err := s.applyPhase(ctx, oc, p, r, rv)
