@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -579,47 +580,39 @@ func isPreconditionConflict(err error) bool {
 // interface's write decided the message is not stale). wrote tells
 // whether anything was written.
 func (s *Server) write(ctx context.Context, oc orgClient, p *messagePlan) ([]Result, bool, error) {
-	var wrote sync.Map
+	var wrote atomic.Bool
 	results := make([]Result, 0, len(p.resources)+len(p.interfaces))
 	rres := make([]Result, len(p.resources))
 	err := firstError(each(len(p.resources), func(i int) error {
 		var w bool
 		var err error
 		rres[i], w, err = s.applyResource(ctx, oc, p, p.resources[i])
-		if w {
-			wrote.Store(true, true)
-		}
+		wrote.CompareAndSwap(false, w)
 		return err
 	}))
 	results = appendDone(results, rres)
 	if err != nil {
-		return results, isSet(&wrote), err
+		return results, wrote.Load(), err
 	}
 	ires := make([]Result, len(p.interfaces))
 	err = firstError(each(len(p.interfaces), func(i int) error {
 		var w bool
 		var err error
 		ires[i], w, err = s.applyInterface(ctx, oc, p, p.interfaces[i])
-		if w {
-			wrote.Store(true, true)
-		}
+		wrote.CompareAndSwap(false, w)
 		return err
 	}))
 	results = appendDone(results, ires)
 	if err != nil {
-		return results, isSet(&wrote), err
+		return results, wrote.Load(), err
 	}
 	err = firstError(each(len(p.interfaces), func(i int) error {
 		w, err := s.applySecret(ctx, oc, p, p.interfaces[i])
-		if w {
-			wrote.Store(true, true)
-		}
+		wrote.CompareAndSwap(false, w)
 		return err
 	}))
-	return results, isSet(&wrote), err
+	return results, wrote.Load(), err
 }
-
-func isSet(m *sync.Map) bool { _, ok := m.Load(true); return ok }
 
 // appendDone appends the results that were reached (an operation is set).
 func appendDone(out, rs []Result) []Result {

@@ -261,11 +261,11 @@ func TestDecodeIncomingBoundsMemoryWhileStreaming(t *testing.T) {
 		bound                             uint64
 		problems                          int
 	}{
-		{"a list of zeros", head + `{"resources":[0`, `,0`, `]}}`, "data.resources", 64 << 20, 16 << 20, 1},
-		{"unknown fields", head + `{"resources":[{"id":"a"`, `,"k%d":[1,2,{"x":"y"}]`, `}]}}`, "data.resources[0].k0", 64 << 20, 16 << 20, wire.MaxProblems + 1},
-		{"a large config.extra", head + `{"resources":[{"id":"a","type":"VM","status":"READY","config":{"blob":[0`, `,0`, `]}}]}}`, "data.resources[0].config", 64 << 20, 16 << 20, 1},
-		{"many config keys", head + `{"resources":[{"id":"a","type":"VM","status":"READY","config":{"k":0`, `,"k%d":0`, `}}]}}`, "data.resources[0].config", 64 << 20, 16 << 20, 1},
-		{"a list in a plain field", head + `{"resources":[{"id":[0`, `,0`, `],"type":"VM","status":"READY"}]}}`, "data.resources[0].id", 64 << 20, 16 << 20, 1},
+		{"a list of zeros", head + `{"resources":[0`, `,0`, `]}}`, "data.resources", 32 << 20, 12 << 20, 1},
+		{"unknown fields", head + `{"resources":[{"id":"a"`, `,"k%d":[1,2,{"x":"y"}]`, `}]}}`, "data.resources[0].k0", 32 << 20, 12 << 20, wire.MaxProblems + 1},
+		{"a large config.extra", head + `{"resources":[{"id":"a","type":"VM","status":"READY","config":{"blob":[0`, `,0`, `]}}]}}`, "data.resources[0].config", 32 << 20, 12 << 20, 1},
+		{"many config keys", head + `{"resources":[{"id":"a","type":"VM","status":"READY","config":{"k":0`, `,"k%d":0`, `}}]}}`, "data.resources[0].config", 32 << 20, 12 << 20, 1},
+		{"a list in a plain field", head + `{"resources":[{"id":[0`, `,0`, `],"type":"VM","status":"READY"}]}}`, "data.resources[0].id", 32 << 20, 12 << 20, 1},
 		{"a long name", head + `{"resources":[{"id":"a","type":"VM","status":"READY","name":"`, `xxxxxxxx`, `"}]}}`, "data.resources[0].name", 1 << 20, 8 << 20, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
