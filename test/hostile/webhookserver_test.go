@@ -208,7 +208,7 @@ var _ = Describe("Webhookserver", func() {
 		Expect(peak).To(BeNumerically("<", d.memoryLimit), "peak RSS under the manifest's memory limit")
 	}, SpecTimeout(3*time.Minute))
 
-	It("stays under its memory limit when many organisations flood at once: the global caps answer 503 with Retry-After", func(ctx SpecContext) {
+	It("stays under its memory limit when many organisations flood at once (past the global caps: 503 with Retry-After)", func(ctx SpecContext) {
 		d := deployedWebhookServer()
 		ws, base := startDeployed("webhookserver-flood-many", d)
 		bodies := floodBodies(int(webhookserver.DefaultOptions().MaxBodyBytes))
