@@ -581,36 +581,30 @@ func isPreconditionConflict(err error) bool {
 // whether anything was written.
 func (s *Server) write(ctx context.Context, oc orgClient, p *messagePlan) ([]Result, bool, error) {
 	var wrote atomic.Bool
+	// step writes n objects in parallel and appends their results.
 	results := make([]Result, 0, len(p.resources)+len(p.interfaces))
-	rres := make([]Result, len(p.resources))
-	err := firstError(each(len(p.resources), func(i int) error {
-		var w bool
-		var err error
-		rres[i], w, err = s.applyResource(ctx, oc, p, p.resources[i])
-		wrote.CompareAndSwap(false, w)
+	step := func(n int, f func(i int) (Result, bool, error)) error {
+		rs := make([]Result, n)
+		err := firstError(each(n, func(i int) error {
+			var w bool
+			var err error
+			rs[i], w, err = f(i)
+			wrote.CompareAndSwap(false, w)
+			return err
+		}))
+		results = appendDone(results, rs)
 		return err
-	}))
-	results = appendDone(results, rres)
-	if err != nil {
-		return results, wrote.Load(), err
 	}
-	ires := make([]Result, len(p.interfaces))
-	err = firstError(each(len(p.interfaces), func(i int) error {
-		var w bool
-		var err error
-		ires[i], w, err = s.applyInterface(ctx, oc, p, p.interfaces[i])
-		wrote.CompareAndSwap(false, w)
-		return err
-	}))
-	results = appendDone(results, ires)
-	if err != nil {
-		return results, wrote.Load(), err
+	err := step(len(p.resources), func(i int) (Result, bool, error) { return s.applyResource(ctx, oc, p, p.resources[i]) })
+	if err == nil {
+		err = step(len(p.interfaces), func(i int) (Result, bool, error) { return s.applyInterface(ctx, oc, p, p.interfaces[i]) })
 	}
-	err = firstError(each(len(p.interfaces), func(i int) error {
-		w, err := s.applySecret(ctx, oc, p, p.interfaces[i])
-		wrote.CompareAndSwap(false, w)
-		return err
-	}))
+	if err == nil {
+		err = step(len(p.interfaces), func(i int) (Result, bool, error) {
+			w, err := s.applySecret(ctx, oc, p, p.interfaces[i])
+			return Result{}, w, err
+		})
+	}
 	return results, wrote.Load(), err
 }
 

@@ -90,6 +90,23 @@ func startDeployed(name string, d deployed, extra ...string) (*process.Process, 
 	return ws, base
 }
 
+// organisation creates a namespace with an API key and returns the Bearer
+// credential "<namespace>:<key>".
+func organisation(ctx context.Context, prefix string) string {
+	GinkgoHelper()
+	ns := newNamespace(ctx, prefix)
+	auth, err := cl.APIKey(ctx, ns, ns+"-api-key-0123456789abcdef")
+	Expect(err).NotTo(HaveOccurred())
+	return auth
+}
+
+func seedExample() *seedmsg.Example {
+	GinkgoHelper()
+	ex, err := seedmsg.Load(root)
+	Expect(err).NotTo(HaveOccurred())
+	return ex
+}
+
 // answer is what a client saw.
 type answer struct {
 	code       int
@@ -142,13 +159,8 @@ func floodBodies(size int) [][]byte {
 var _ = Describe("Webhookserver", func() {
 	It("stays under its manifest memory limit under 50 concurrent maximum-size bodies from one organisation, and serves another organisation meanwhile (issue 11 row 2)", func(ctx SpecContext) {
 		d := deployedWebhookServer()
-		ex, err := seedmsg.Load(root)
-		Expect(err).NotTo(HaveOccurred())
-		hostileOrg, victimOrg := newNamespace(ctx, "flood"), newNamespace(ctx, "victim")
-		hostile, err := cl.APIKey(ctx, hostileOrg, "flood-api-key-0123456789abcdef")
-		Expect(err).NotTo(HaveOccurred())
-		victim, err := cl.APIKey(ctx, victimOrg, "victim-api-key-0123456789abcdef")
-		Expect(err).NotTo(HaveOccurred())
+		ex := seedExample()
+		hostile, victim := organisation(ctx, "flood"), organisation(ctx, "victim")
 		ws, base := startDeployed("webhookserver-flood", d)
 		maxBody := int(webhookserver.DefaultOptions().MaxBodyBytes)
 		bodies := floodBodies(maxBody)
@@ -214,11 +226,8 @@ var _ = Describe("Webhookserver", func() {
 		bodies := floodBodies(int(webhookserver.DefaultOptions().MaxBodyBytes))
 		const orgs, perOrg = 8, 25
 		var auths []string
-		for i := range orgs {
-			ns := newNamespace(ctx, "many")
-			auth, err := cl.APIKey(ctx, ns, fmt.Sprintf("many-api-key-%d-0123456789abcdef", i))
-			Expect(err).NotTo(HaveOccurred())
-			auths = append(auths, auth)
+		for range orgs {
+			auths = append(auths, organisation(ctx, "many"))
 		}
 		// Wait until every key is known (the webhookserver's cache).
 		for _, auth := range auths {
@@ -248,13 +257,8 @@ var _ = Describe("Webhookserver", func() {
 
 	It("keeps another organisation's p99 within 2x while one floods with 600-object messages at its rate limit (issue 11 row 11)", func(ctx SpecContext) {
 		d := deployedWebhookServer()
-		ex, err := seedmsg.Load(root)
-		Expect(err).NotTo(HaveOccurred())
-		floodOrg, quietOrg := newNamespace(ctx, "fair-a"), newNamespace(ctx, "fair-b")
-		a, err := cl.APIKey(ctx, floodOrg, "fair-a-api-key-0123456789abcdef")
-		Expect(err).NotTo(HaveOccurred())
-		b, err := cl.APIKey(ctx, quietOrg, "fair-b-api-key-0123456789abcdef")
-		Expect(err).NotTo(HaveOccurred())
+		ex := seedExample()
+		a, b := organisation(ctx, "fair-a"), organisation(ctx, "fair-b")
 		_, base := startDeployed("webhookserver-fair", d)
 		rateLimit := webhookserver.DefaultOptions().RateLimit
 
