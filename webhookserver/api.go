@@ -119,6 +119,26 @@ func (c orgClient) apply(ctx context.Context, u *unstructured.Unstructured) erro
 	return c.s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner)
 }
 
+// create creates obj; it fails if an object of that name exists.
+func (c orgClient) create(ctx context.Context, obj client.Object) error {
+	release, err := c.wait(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return c.s.client.Create(ctx, obj, fieldOwner)
+}
+
+// update replaces obj, at the resourceVersion it carries.
+func (c orgClient) update(ctx context.Context, obj client.Object) error {
+	release, err := c.wait(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return c.s.client.Update(ctx, obj, fieldOwner)
+}
+
 // applyStatus writes u's status with server-side apply.
 func (c orgClient) applyStatus(ctx context.Context, u *unstructured.Unstructured) error {
 	release, err := c.wait(ctx)

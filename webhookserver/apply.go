@@ -19,15 +19,12 @@ package webhookserver
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"reflect"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -153,345 +150,6 @@ func (s *Server) process(ctx context.Context, oc orgClient, p *messagePlan) ([]R
 		err = s.recordReply(ctx, oc, p, results, wrote)
 	}
 	return results, err
-}
-
-// each runs f(0) … f(n-1), at most maxParallel at once, and returns their
-// errors by index.
-func each(n int, f func(i int) error) []error {
-	errs := make([]error, n)
-	sem := make(chan struct{}, maxParallel)
-	var wg sync.WaitGroup
-	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = f(i)
-		})
-	}
-	wg.Wait()
-	return errs
-}
-
-// maxParallel bounds the API calls one message makes at once.
-const maxParallel = 16
-
-// firstError is the first non-nil error, by index.
-func firstError(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// read gets name into obj, which stays as it is when there is no such
-// object (found false). Reads come from the API server's watch cache,
-// except fresh ones and those of objects this replica wrote a moment ago,
-// which come from etcd.
-func (s *Server) read(ctx context.Context, oc orgClient, kind, name string, obj client.Object, fresh bool) (bool, error) {
-	var opts []client.GetOption
-	if !fresh {
-		opts = append(opts, fromWatchCache)
-	}
-	err := oc.get(ctx, name, obj, opts...)
-	if apierrors.IsNotFound(err) && !fresh && s.wroteRecently(oc.ns, kind, name) {
-		err = oc.get(ctx, name, obj)
-	}
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// readAs reads the object of kind called name; nil when there is none.
-func readAs[T any, P interface {
-	*T
-	client.Object
-}](ctx context.Context, s *Server, oc orgClient, kind, name string, fresh bool) (P, error) {
-	obj := P(new(T))
-	found, err := s.read(ctx, oc, kind, name, obj, fresh)
-	if !found {
-		return nil, err
-	}
-	return obj, nil
-}
-
-func (s *Server) readResource(ctx context.Context, oc orgClient, name string, fresh bool) (*labhookv1alpha1.LabResource, error) {
-	return readAs[labhookv1alpha1.LabResource](ctx, s, oc, kindResource, name, fresh)
-}
-
-func (s *Server) readInterface(ctx context.Context, oc orgClient, name string, fresh bool) (*labhookv1alpha1.LabInterface, error) {
-	return readAs[labhookv1alpha1.LabInterface](ctx, s, oc, kindInterface, name, fresh)
-}
-
-func (s *Server) readSecret(ctx context.Context, oc orgClient, name string, fresh bool) (*corev1.Secret, error) {
-	return readAs[corev1.Secret](ctx, s, oc, kindSecret, name, fresh)
-}
-
-// prefetch reads, in parallel, every object the message names, the
-// resources its interfaces refer to, the credential Secrets it would
-// write, and what source_message_id answers.
-func (s *Server) prefetch(ctx context.Context, oc orgClient, p *messagePlan) error {
-	var jobs []func() error
-	for _, r := range p.resources {
-		jobs = append(jobs, func() (err error) { r.cur, err = s.readResource(ctx, oc, r.name, false); return err })
-	}
-	for _, f := range p.interfaces {
-		jobs = append(jobs, func() (err error) { f.cur, err = s.readInterface(ctx, oc, f.name, false); return err })
-		if f.auth != "" {
-			jobs = append(jobs, func() (err error) { f.secret, err = s.readSecret(ctx, oc, f.auth, false); return err })
-		}
-	}
-	var mu sync.Mutex
-	p.refs = map[string]*labhookv1alpha1.LabResource{}
-	for _, f := range p.interfaces {
-		if _, inMessage := p.byID[f.in.ResourceID]; inMessage {
-			continue
-		}
-		if _, queued := p.refs[f.in.ResourceID]; queued {
-			continue
-		}
-		p.refs[f.in.ResourceID] = nil
-		id := f.in.ResourceID
-		jobs = append(jobs, func() error {
-			lr, err := s.readResource(ctx, oc, ResourceName(id), false)
-			mu.Lock()
-			p.refs[id] = lr
-			mu.Unlock()
-			return err
-		})
-	}
-	jobs = append(jobs, s.findOutgoingMessage(ctx, oc, p)...)
-	if err := firstError(each(len(jobs), func(i int) error { return jobs[i]() })); err != nil {
-		return err
-	}
-	return s.findReply(ctx, oc, p)
-}
-
-// referenceError is a message that refers to what cannot be (422).
-type referenceError struct{ errs field.ErrorList }
-
-func (e *referenceError) Error() string {
-	return fmt.Sprintf("the message refers to what cannot be: %d problem(s)", len(e.errs))
-}
-
-// resourceType is the type of the resource with id, in the message or in
-// the namespace; "" when there is none.
-func (p *messagePlan) resourceType(id string) string {
-	if r, ok := p.byID[id]; ok {
-		return r.in.Type
-	}
-	if lr := p.refs[id]; lr != nil && lr.Spec.ID == id && lr.DeletionTimestamp == nil {
-		return string(lr.Spec.Type)
-	}
-	return ""
-}
-
-// checkReferences finds what the API server would accept but cannot work:
-// an interface on a resource in neither the message nor the namespace, and
-// TERMINAL or DESKTOP on a URL resource.
-func (p *messagePlan) checkReferences() field.ErrorList {
-	if p.msg.Action == wire.ActionDeleted {
-		return nil
-	}
-	var errs field.ErrorList
-	for _, f := range p.interfaces {
-		typ := p.resourceType(f.in.ResourceID)
-		switch {
-		case typ == "":
-			errs = append(errs, field.Invalid(f.path.Child("resource_id"), f.in.ResourceID,
-				fmt.Sprintf("no resource has this id in the message or in organisation %s", p.ns)))
-		case typ == "URL" && (f.in.Type == "TERMINAL" || f.in.Type == "DESKTOP"):
-			errs = append(errs, field.Invalid(f.path.Child("type"), f.in.Type,
-				fmt.Sprintf("a %s interface needs a VM, and resource %s is a URL", f.in.Type, f.in.ResourceID)))
-		}
-	}
-	return errs
-}
-
-// verdict is what the message does to one object.
-type verdict struct {
-	// op is the result's operation.
-	op string
-	// write: apply the message to the object. Without it the object is
-	// left alone: it reflects this very message (replay) or a newer one.
-	write  bool
-	replay bool
-}
-
-// Refusals decided before any write.
-type (
-	// reuseError: source_message_id, action and timestamp already applied
-	// with another body.
-	reuseError struct{ msg *wire.IncomingMessage }
-	// identityError: the object the name leads to is another entity's.
-	identityError struct{ object, has, wants string }
-	// deletingError: the object is being deleted.
-	deletingError struct{ object string }
-	// foreignSecretError: a credential Secret the webhookserver did not create.
-	foreignSecretError struct{ secret, iface string }
-)
-
-func (e *reuseError) Error() string {
-	return fmt.Sprintf("source_message_id %q with action %s and timestamp %s was already applied with a different body: the message is ambiguous; "+
-		"a new message answering the same outgoing message needs its own timestamp", e.msg.SourceMessageID, e.msg.Action, e.msg.Timestamp)
-}
-
-func (e *identityError) Error() string {
-	return fmt.Sprintf("%s is %s, not %s: it belongs to another entity and is left alone", e.object, e.has, e.wants)
-}
-
-func (e *deletingError) Error() string {
-	return fmt.Sprintf("%s is being deleted; send the message again once it is gone", e.object)
-}
-
-func (e *foreignSecretError) Error() string {
-	return fmt.Sprintf("Secret %s exists and was not created by the webhookserver for LabInterface %s (label %s and owner reference); it is left alone: delete or rename it, or leave out the interface's authentication",
-		e.secret, e.iface, labhookv1alpha1.LabelLabInterface)
-}
-
-// judgeObject decides what the message does to an object, given its
-// current state (nil: absent) and whether the message changes it.
-func judgeObject(kind, name string, cur client.Object, p *messagePlan, changes func() bool) (verdict, error) {
-	if cur == nil {
-		return verdict{op: OpCreated, write: true}, nil
-	}
-	ann := cur.GetAnnotations()
-	msg := p.msg
-	if ann[labhookv1alpha1.AnnotationSourceMessageID] == msg.SourceMessageID {
-		if ann[labhookv1alpha1.AnnotationSourceBodyHash] == p.bodyHash {
-			op := ann[labhookv1alpha1.AnnotationSourceOperation]
-			if op == "" {
-				op = OpUnchanged
-			}
-			return verdict{op: op, replay: true}, nil
-		}
-		if ann[labhookv1alpha1.AnnotationSourceAction] == msg.Action && ann[labhookv1alpha1.AnnotationSourceTimestamp] == msg.Timestamp {
-			return verdict{}, &reuseError{msg: msg}
-		}
-	}
-	if stale(ann, msg) {
-		return verdict{op: OpStale}, nil
-	}
-	if cur.GetDeletionTimestamp() != nil {
-		return verdict{}, &deletingError{object: kind + " " + name}
-	}
-	if changes() {
-		return verdict{op: OpUpdated, write: true}, nil
-	}
-	return verdict{op: OpUnchanged, write: true}, nil
-}
-
-// stale tells whether an object annotated ann reflects a message newer than msg.
-func stale(ann map[string]string, msg *wire.IncomingMessage) bool {
-	ts, err := time.Parse(time.RFC3339Nano, ann[labhookv1alpha1.AnnotationSourceTimestamp])
-	return err == nil && msg.Time.Before(ts)
-}
-
-func (r *plannedResource) identity() error {
-	if r.cur != nil && r.cur.Spec.ID != r.in.ID {
-		return &identityError{object: kindResource + " " + r.name, has: fmt.Sprintf("resource id %q", r.cur.Spec.ID), wants: fmt.Sprintf("%q", r.in.ID)}
-	}
-	return nil
-}
-
-func (r *plannedResource) judge(p *messagePlan) error {
-	if err := r.identity(); err != nil {
-		return err
-	}
-	hash := echo.SpecHash(resourceSpec(r.in))
-	var err error
-	r.v, err = judgeObject(kindResource, r.name, objectOrNil(r.cur), p, func() bool {
-		return r.cur.Annotations[labhookv1alpha1.AnnotationSourceSpecHash] != hash || r.phaseChanges()
-	})
-	return err
-}
-
-// phaseChanges tells whether the message sets a phase the resource does not have.
-func (r *plannedResource) phaseChanges() bool {
-	return r.in.Status != "" && (r.cur == nil || string(r.cur.Status.Phase) != r.in.Status)
-}
-
-// identityOf tells whether li is the interface the message names: its
-// name, its resource, and the resource's id (recorded in its status, or
-// read from the resource).
-func (f *plannedInterface) identityOf(li *labhookv1alpha1.LabInterface, p *messagePlan) bool {
-	if li.Spec.Name != f.in.Name || li.Spec.ResourceRef.Name != f.resource {
-		return false
-	}
-	if li.Status.ResourceID != "" {
-		return li.Status.ResourceID == f.in.ResourceID
-	}
-	if r, ok := p.byID[f.in.ResourceID]; ok && r.cur != nil {
-		return r.cur.Spec.ID == f.in.ResourceID
-	}
-	if lr := p.refs[f.in.ResourceID]; lr != nil {
-		return lr.Spec.ID == f.in.ResourceID
-	}
-	return true
-}
-
-func (f *plannedInterface) judge(p *messagePlan) error {
-	if f.cur != nil && !f.identityOf(f.cur, p) {
-		return &identityError{object: kindInterface + " " + f.name,
-			has:   fmt.Sprintf("interface %q of LabResource %s", f.cur.Spec.Name, f.cur.Spec.ResourceRef.Name),
-			wants: fmt.Sprintf("interface %q of resource %q", f.in.Name, f.in.ResourceID)}
-	}
-	hash := echo.SpecHash(interfaceSpec(f))
-	var err error
-	f.v, err = judgeObject(kindInterface, f.name, objectOrNil(f.cur), p, func() bool {
-		return f.cur.Annotations[labhookv1alpha1.AnnotationSourceSpecHash] != hash
-	})
-	if err != nil || f.auth == "" || (!f.v.write && !f.v.replay) {
-		return err
-	}
-	if f.secret != nil && !ownCredentialSecret(f.secret, f.name) {
-		return &foreignSecretError{secret: f.auth, iface: f.name}
-	}
-	return nil
-}
-
-// ownCredentialSecret tells whether sec is a credential Secret the
-// webhookserver created for the LabInterface called iface: labelled for it
-// and owned by a LabInterface of that name.
-func ownCredentialSecret(sec *corev1.Secret, iface string) bool {
-	if sec.Labels[labhookv1alpha1.LabelLabInterface] != iface || len(sec.OwnerReferences) == 0 {
-		return false
-	}
-	for _, o := range sec.OwnerReferences {
-		if o.Kind != kindInterface || o.Name != iface || o.APIVersion != labhookv1alpha1.GroupVersion.String() {
-			return false
-		}
-	}
-	return true
-}
-
-// objectOrNil keeps a nil pointer a nil interface.
-func objectOrNil(o client.Object) client.Object {
-	if o == nil || reflect.ValueOf(o).IsNil() {
-		return nil
-	}
-	return o
-}
-
-// judge decides every object's verdict before any write; the first
-// refusal refuses the whole message.
-func (p *messagePlan) judge() error {
-	if p.msg.Action == wire.ActionDeleted {
-		return nil
-	}
-	for _, r := range p.resources {
-		if err := r.judge(p); err != nil {
-			return err
-		}
-	}
-	for _, f := range p.interfaces {
-		if err := f.judge(p); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func resourceSpec(in wire.IncomingResource) *labhookv1alpha1.LabResourceSpec {
@@ -743,10 +401,13 @@ func (s *Server) applyInterface(ctx context.Context, oc orgClient, p *messagePla
 // applySecret writes an interface's credentials into the Secret the
 // interface names, owned by the interface, once the interface's write
 // decided the message is not stale (and also on a replay, so a message cut
-// off before its Secret converges). It writes only a Secret it created,
-// and nothing when the Secret already holds these credentials. A Secret
-// carries the timestamp of the message it holds, so an older message
-// never overwrites newer credentials, even from another replica.
+// off before its Secret converges). A new Secret is created, never applied:
+// a create fails when a Secret of that name appeared since it was read,
+// where server-side apply would merge into it. An existing one is written
+// only when the webhookserver created it, only when it does not hold these
+// credentials already, and with the resourceVersion it was judged on. It
+// carries the timestamp of the message it holds, so an older message never
+// overwrites newer credentials, even from another replica.
 func (s *Server) applySecret(ctx context.Context, oc orgClient, p *messagePlan, f *plannedInterface) (bool, error) {
 	if f.auth == "" || (!f.v.write && !f.v.replay) || f.cur == nil {
 		return false, nil
@@ -758,24 +419,23 @@ func (s *Server) applySecret(ctx context.Context, oc orgClient, p *messagePlan, 
 	}
 	sec := f.secret
 	for attempt := 1; ; attempt++ {
-		if sec != nil {
+		var err error
+		if sec == nil {
+			err = oc.create(ctx, credentialSecret(p, f, &corev1.Secret{}, data, owner))
+		} else {
 			if !ownCredentialSecret(sec, f.name) {
 				return false, &foreignSecretError{secret: f.auth, iface: f.name}
 			}
 			if stale(sec.Annotations, p.msg) || (equalData(sec.Data, data) && ownedBy(sec, owner)) {
 				return false, nil
 			}
+			err = oc.update(ctx, credentialSecret(p, f, sec.DeepCopy(), data, owner))
 		}
-		u := secretObject(p, f, data, owner)
-		if sec != nil {
-			u.SetResourceVersion(sec.ResourceVersion)
-		}
-		err := asFieldConflict(kindSecret+" "+f.auth, oc.apply(ctx, u))
 		if err == nil {
 			objectsApplied.WithLabelValues(kindSecret, "applied").Inc()
 			return true, nil
 		}
-		if !isPreconditionConflict(err) || attempt == maxAttempts {
+		if !(apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) || attempt == maxAttempts {
 			return false, err
 		}
 		if sec, err = s.readSecret(ctx, oc, f.auth, true); err != nil {
@@ -800,19 +460,25 @@ func ownedBy(sec *corev1.Secret, uid types.UID) bool {
 	return len(sec.OwnerReferences) == 1 && sec.OwnerReferences[0].UID == uid
 }
 
-// secretObject is the credential Secret of f as the webhookserver applies it.
-func secretObject(p *messagePlan, f *plannedInterface, data map[string][]byte, owner types.UID) *unstructured.Unstructured {
-	u := applyObject(kindSecret, p.ns, f.auth, map[string]any{
-		"labels":      map[string]any{labhookv1alpha1.LabelLabInterface: f.name},
-		"annotations": map[string]any{labhookv1alpha1.AnnotationSourceTimestamp: p.msg.Timestamp},
-		"ownerReferences": []any{map[string]any{
-			"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kindInterface,
-			"name": f.name, "uid": string(owner),
-		}},
-	})
-	u.Object["apiVersion"] = "v1"
-	u.Object["type"] = string(corev1.SecretTypeOpaque)
-	obj, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&corev1.Secret{Data: data})
-	u.Object["data"] = obj["data"]
-	return u
+// credentialSecret is sec with f's credentials from the message: its data,
+// its interface's label, the message's timestamp, and the interface as its
+// only owner. Other labels and annotations are kept.
+func credentialSecret(p *messagePlan, f *plannedInterface, sec *corev1.Secret, data map[string][]byte, owner types.UID) *corev1.Secret {
+	sec.Name, sec.Namespace = f.auth, p.ns
+	if sec.Type == "" {
+		sec.Type = corev1.SecretTypeOpaque
+	}
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	sec.Labels[labhookv1alpha1.LabelLabInterface] = f.name
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations[labhookv1alpha1.AnnotationSourceTimestamp] = p.msg.Timestamp
+	sec.OwnerReferences = []metav1.OwnerReference{{
+		APIVersion: labhookv1alpha1.GroupVersion.String(), Kind: kindInterface, Name: f.name, UID: owner,
+	}}
+	sec.Data = data
+	return sec
 }

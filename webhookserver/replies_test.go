@@ -26,6 +26,7 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/webhookserver"
@@ -174,6 +175,15 @@ var _ = Describe("Replies", func() {
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "lab-1"}, lr)).To(Succeed())
 		lr.Status.LastMessage = &labhookv1alpha1.LastMessage{ID: "lab-1-restarted-1", Type: "RESOURCE", Status: "RESTARTED", Phase: labhookv1alpha1.MessageDelivered}
 		Expect(k8sClient.Status().Update(ctx, lr)).To(Succeed())
+		// The webhookserver reads from the API server's watch cache: wait
+		// until it shows the record (a reply that overtakes the record
+		// finds nothing).
+		Eventually(func(g Gomega) {
+			cached := &labhookv1alpha1.LabResource{}
+			g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "lab-1"}, cached,
+				&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})).To(Succeed())
+			g.Expect(cached.Status.LastMessage).NotTo(BeNil())
+		}).Should(Succeed())
 
 		r := post(baseURL, org, key, lab("lab-1-restarted-1", "UPDATED", "2026-01-01T10:05:00Z", "READY"))
 		Expect(r.code).To(Equal(http.StatusOK), r.raw)

@@ -215,16 +215,36 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 		requestDuration.Observe(time.Since(start).Seconds())
 		log.V(1).Info("incoming request", "code", w.code, "duration", time.Since(start).Round(time.Microsecond).String())
 	}()
+	org, st, release, ok := s.admitRequest(w, r, log)
+	if !ok {
+		return
+	}
+	defer release()
+	log = log.WithValues("org", org)
+	p, ok := s.readMessage(w, r, org)
+	if !ok {
+		return
+	}
+	log = log.WithValues("sourceMessageID", p.msg.SourceMessageID)
+	s.applyMessage(w, r, log, st, p)
+}
 
+// admitRequest answers what is refused before the body is read: the
+// method, readiness, authentication, the organisation's rate limit, the
+// media type, the announced size, and the caps on what is in progress,
+// per organisation and in all. A refused body is drained, so the client
+// reads the answer. ok tells whether the request goes on; release frees
+// what it holds.
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.Logger) (org string, st *orgState, release func(), ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed; use POST", r.Method), nil)
-		return
+		return "", nil, nil, false
 	}
 	if !s.ready.Load() {
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "the webhookserver is starting; retry later", nil)
-		return
+		return "", nil, nil, false
 	}
 	org, wait, err := s.authenticate(r.Context(), r)
 	switch {
@@ -232,32 +252,31 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 		log.Error(err, "reading API keys")
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "API keys cannot be read; retry later", nil)
-		return
+		return "", nil, nil, false
 	case wait > 0:
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, "too many failed API-key attempts for this organisation or from this address; retry later", nil)
-		return
+		return "", nil, nil, false
 	case org == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="labhook"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid credentials: send Authorization: Bearer ORG_ID:API_KEY", nil)
-		return
+		return "", nil, nil, false
 	}
-	log = log.WithValues("org", org)
-	st := s.limits.org(org)
+	st = s.limits.org(org)
 	if wait, ok := s.limits.allow(st); !ok {
 		s.drain(r)
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("organisation %s is over its rate limit of %g requests per second", org, s.opts.RateLimit), nil)
-		return
+		return "", nil, nil, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		s.drain(r)
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
-		return
+		return "", nil, nil, false
 	}
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", s.opts.MaxBodyBytes), nil)
-		return
+		return "", nil, nil, false
 	}
 	// The body's bytes are reserved before it is read: its announced
 	// length, or the most it may be.
@@ -270,10 +289,14 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 		s.drain(r)
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, refused.code, refused.text, nil)
-		return
+		return "", nil, nil, false
 	}
-	defer release()
+	return org, st, release, true
+}
 
+// readMessage decodes and validates the body as it streams in, and names
+// what the message writes. ok tells whether it is a message to apply.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, org string) (*messagePlan, bool) {
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	sum := sha256.New()
 	msg, errs, err := wire.DecodeIncoming(io.TeeReader(body, sum), wire.ParseOptions{Regions: s.opts.Regions, MaxConfigExtraBytes: s.opts.MaxConfigExtraBytes})
@@ -285,26 +308,30 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", s.opts.MaxBodyBytes), nil)
-			return
+			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
-		return
+		return nil, false
 	}
 	if len(errs) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("the message has %d problem(s)", len(errs)), details(errs))
-		return
+		return nil, false
 	}
-	log = log.WithValues("sourceMessageID", msg.SourceMessageID)
-	p := plan(org, msg, hex.EncodeToString(sum.Sum(nil)))
+	return plan(org, msg, hex.EncodeToString(sum.Sum(nil))), true
+}
 
+// applyMessage applies a message, one source_message_id at a time, and
+// answers it: from memory for a retry this replica answered, else after
+// its writes are committed.
+func (s *Server) applyMessage(w http.ResponseWriter, r *http.Request, log logr.Logger, st *orgState, p *messagePlan) {
+	org, msg := p.ns, p.msg
 	// Writes go on if the client hangs up: a message is applied whole or
 	// as far as the API server allows, never cut off by the caller.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.RequestTimeout)
 	defer cancel()
 	ctx = logr.NewContext(ctx, log)
 
-	// One source_message_id at a time: a concurrent duplicate waits for
-	// the first answer.
+	// A concurrent duplicate waits for the first answer.
 	key := org + "\x00" + msg.SourceMessageID
 	if err := s.locks.lock(ctx, key); err != nil {
 		s.fail(w, log, org, msg, nil, err)

@@ -50,8 +50,9 @@ import (
 // apply LabResources (and their status phase) and LabInterfaces, and
 // delete them on DELETED messages; read OutgoingMessages and record
 // replies in their status. Server-side apply that creates an object needs
-// create as well as patch.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
+// create as well as patch. Credential Secrets are created and updated, not
+// applied (see applySecret).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources/status,verbs=patch
 // +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;create;patch;delete
