@@ -213,11 +213,13 @@ var _ = Describe("The incoming endpoint", func() {
 
 		// Also a Secret of that name with the label but no owner.
 		org2, key2 := newOrg(ctx)
-		Expect(k8sClient.Create(ctx, &corev1.Secret{
+		labelled := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: iface("vm1", "Shell") + "-credentials", Namespace: org2,
 				Labels: map[string]string{labhookv1alpha1.LabelLabInterface: iface("vm1", "Shell")}},
 			StringData: map[string]string{"unrelated": "value"},
-		})).To(Succeed())
+		}
+		Expect(k8sClient.Create(ctx, labelled)).To(Succeed())
+		cached(ctx, labelled)
 		r = post(baseURL, org2, key2, encode(message("foreign", "2026-01-01T10:00:00Z")))
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring(iface("vm1", "Shell") + "-credentials"))
@@ -225,9 +227,28 @@ var _ = Describe("The incoming endpoint", func() {
 	})
 })
 
-// applySamples creates files of config/samples in ns, as kubectl would.
+// cached waits until the API server's watch cache, which the webhookserver
+// reads, shows objs as they are now.
+func cached(ctx context.Context, objs ...client.Object) {
+	GinkgoHelper()
+	for _, obj := range objs {
+		key := client.ObjectKeyFromObject(obj)
+		now := obj.DeepCopyObject().(client.Object)
+		Expect(k8sClient.Get(ctx, key, now)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			seen := obj.DeepCopyObject().(client.Object)
+			g.Expect(k8sClient.Get(ctx, key, seen, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})).To(Succeed())
+			return seen.GetResourceVersion()
+		}).Should(Equal(now.GetResourceVersion()))
+	}
+}
+
+// applySamples creates files of config/samples in ns, as kubectl would,
+// and waits until the watch cache shows them.
 func applySamples(ctx context.Context, ns string, files ...string) {
 	GinkgoHelper()
+	var created []client.Object
+	defer func() { cached(ctx, created...) }()
 	for _, f := range files {
 		raw, err := os.ReadFile("../config/samples/" + f)
 		Expect(err).NotTo(HaveOccurred())
@@ -240,6 +261,7 @@ func applySamples(ctx context.Context, ns string, files ...string) {
 			}
 			u.SetNamespace(ns)
 			Expect(k8sClient.Create(ctx, u, client.FieldOwner("kubectl-client-side-apply"))).To(Succeed(), f)
+			created = append(created, u)
 		}
 	}
 }

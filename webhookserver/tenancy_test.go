@@ -96,17 +96,20 @@ var _ = Describe("Tenancy", func() {
 	It("deletes only the entity a DELETED names, and refuses to write another entity's object (identity, not names)", func(ctx SpecContext) {
 		org, key := newOrg(ctx)
 		// A GitOps-managed LabResource named web whose id is 9f9f9f9f.
-		Expect(k8sClient.Create(ctx, &labhookv1alpha1.LabResource{
+		web := &labhookv1alpha1.LabResource{
 			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: org},
 			Spec:       labhookv1alpha1.LabResourceSpec{ID: "9f9f9f9f", Type: labhookv1alpha1.ResourceTypeVM},
-		}, client.FieldOwner("gitops"))).To(Succeed())
+		}
+		Expect(k8sClient.Create(ctx, web, client.FieldOwner("gitops"))).To(Succeed())
 		// And an interface at the name the webhookserver would give vm1's
 		// Shell, that is another interface.
-		Expect(k8sClient.Create(ctx, &labhookv1alpha1.LabInterface{
+		other := &labhookv1alpha1.LabInterface{
 			ObjectMeta: metav1.ObjectMeta{Name: iface("vm1", "Shell"), Namespace: org},
 			Spec: labhookv1alpha1.LabInterfaceSpec{Name: "Other", Type: labhookv1alpha1.InterfaceWebPage, Region: "us-east-1",
 				ResourceRef: labhookv1alpha1.LocalObjectReference{Name: "vm1"}},
-		}, client.FieldOwner("gitops"))).To(Succeed())
+		}
+		Expect(k8sClient.Create(ctx, other, client.FieldOwner("gitops"))).To(Succeed())
+		cached(ctx, web, other)
 		before := versions(ctx, org)
 
 		r := post(baseURL, org, key, []byte(`{"source_message_id":"del","type":"RESOURCE","action":"DELETED","timestamp":"2026-01-01T10:00:00Z",
