@@ -45,6 +45,7 @@ func enrollment(ctx context.Context, org, id string) *labhookv1alpha1.OutgoingMe
 	now := metav1.Now()
 	om.Status = labhookv1alpha1.OutgoingMessageStatus{Phase: labhookv1alpha1.MessageDelivered, Attempts: 1, DeliveredTime: &now, Target: "demo"}
 	Expect(k8sClient.Status().Update(ctx, om)).To(Succeed())
+	cached(ctx, om)
 	return om
 }
 
