@@ -201,15 +201,7 @@ var _ = Describe("Webhookserver", func() {
 		_, peak, err := process.RSS(ws.PID())
 		Expect(err).NotTo(HaveOccurred())
 
-		codes := map[int]int{}
-		for i, a := range answers {
-			Expect(a.err).NotTo(HaveOccurred(), "request %d: never a reset", i)
-			codes[a.code]++
-			Expect(a.code).To(Or(BeElementOf(400, 413, 429, 503)), "request %d: %s", i, a.body)
-			if a.code == 429 || a.code == 503 {
-				Expect(a.retryAfter).To(MatchRegexp(`^[1-9][0-9]*$`), "request %d says when to retry", i)
-			}
-		}
+		codes := refusedAll(answers)
 		Expect(len(victimAnswers)).To(BeNumerically(">=", 3), "the other organisation was served during the flood")
 		for i, a := range victimAnswers {
 			Expect(a.err).NotTo(HaveOccurred())
@@ -241,15 +233,7 @@ var _ = Describe("Webhookserver", func() {
 		wg.Wait()
 		_, peak, err := process.RSS(ws.PID())
 		Expect(err).NotTo(HaveOccurred())
-		codes := map[int]int{}
-		for i, a := range answers {
-			Expect(a.err).NotTo(HaveOccurred(), "request %d: never a reset", i)
-			codes[a.code]++
-			Expect(a.code).To(BeElementOf(400, 413, 429, 503), "request %d: %s", i, a.body)
-			if a.code == 429 || a.code == 503 {
-				Expect(a.retryAfter).NotTo(BeEmpty())
-			}
-		}
+		codes := refusedAll(answers)
 		report("webhookserver under %d concurrent maximum-size bodies from %d organisations: peak RSS %.1f MiB (manifest limit %d MiB); answers %v",
 			len(answers), orgs, float64(peak)/(1<<20), d.memoryLimit>>20, codes)
 		Expect(peak).To(BeNumerically("<", d.memoryLimit))
@@ -329,6 +313,23 @@ var _ = Describe("Webhookserver", func() {
 		Expect(float64(p99Flooded)).To(BeNumerically("<=", 2*float64(p99Alone)))
 	}, SpecTimeout(6*time.Minute))
 })
+
+// refusedAll checks that every answer to a flood is a 4xx, or a 503 with
+// Retry-After (429s too say when to retry), and never a reset or a 500; it
+// counts them by code.
+func refusedAll(answers []answer) map[int]int {
+	GinkgoHelper()
+	codes := map[int]int{}
+	for i, a := range answers {
+		Expect(a.err).NotTo(HaveOccurred(), "request %d: never a reset", i)
+		codes[a.code]++
+		Expect(a.code).To(BeElementOf(400, 413, 429, 503), "request %d: %s", i, a.body)
+		if a.code == 429 || a.code == 503 {
+			Expect(a.retryAfter).To(MatchRegexp(`^[1-9][0-9]*$`), "request %d says when to retry", i)
+		}
+	}
+	return codes
+}
 
 // bigMessage is a CREATED of 100 resources with 5 interfaces each, with
 // fresh ids.
