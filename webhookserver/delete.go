@@ -111,8 +111,11 @@ func (s *Server) deleteOne(ctx context.Context, oc orgClient, p *messagePlan, ki
 	}
 }
 
-// unmark takes the deletion mark off an object that was not deleted.
+// unmark takes the deletion mark off an object that was not deleted, also
+// when the message has run out of time.
 func (s *Server) unmark(ctx context.Context, oc orgClient, kind string, obj client.Object) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	ann := map[string]any{}
 	for k := range echo.DeleteMark("", time.Time{}) {
 		ann[k] = nil

@@ -364,6 +364,17 @@ var _ = Describe("The incoming endpoint, continued", func() {
 		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1"}, &labhookv1alpha1.LabResource{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%v", err)
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "url1"}, &labhookv1alpha1.LabResource{})).To(Succeed())
+
+		// The same DELETED again is a retry; another body with the same
+		// source_message_id, action and timestamp is ambiguous.
+		Expect(post(baseURL, org, key, del).code).To(Equal(http.StatusOK))
+		cached(ctx, li)
+		other := bytes.Replace(del, []byte(`{"id":"gone"}`), []byte(`{"id":"url1"}`), 1)
+		r = post(startServer(cfg, testOptions()), org, key, other)
+		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
+		Expect(r.body.Error).To(ContainSubstring("ambiguous"))
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "url1"}, &labhookv1alpha1.LabResource{})).To(Succeed(), "nothing deleted")
+
 		li.Finalizers = nil
 		Expect(k8sClient.Update(ctx, li)).To(Succeed())
 	})

@@ -78,17 +78,15 @@ func judgeObject(kind, name string, cur client.Object, p *messagePlan, changes f
 	}
 	ann := cur.GetAnnotations()
 	msg := p.msg
-	if ann[labhookv1alpha1.AnnotationSourceMessageID] == msg.SourceMessageID {
-		if ann[labhookv1alpha1.AnnotationSourceBodyHash] == p.bodyHash {
-			op := ann[labhookv1alpha1.AnnotationSourceOperation]
-			if op == "" {
-				op = OpUnchanged
-			}
-			return verdict{op: op, replay: true}, nil
+	if ann[labhookv1alpha1.AnnotationSourceMessageID] == msg.SourceMessageID && ann[labhookv1alpha1.AnnotationSourceBodyHash] == p.bodyHash {
+		op := ann[labhookv1alpha1.AnnotationSourceOperation]
+		if op == "" {
+			op = OpUnchanged
 		}
-		if ann[labhookv1alpha1.AnnotationSourceAction] == msg.Action && ann[labhookv1alpha1.AnnotationSourceTimestamp] == msg.Timestamp {
-			return verdict{}, &reuseError{msg: msg}
-		}
+		return verdict{op: op, replay: true}, nil
+	}
+	if err := p.ambiguous(cur); err != nil {
+		return verdict{}, err
 	}
 	if stale(ann, msg) {
 		return verdict{op: OpStale}, nil
@@ -100,6 +98,19 @@ func judgeObject(kind, name string, cur client.Object, p *messagePlan, changes f
 		return verdict{op: OpUpdated, write: true}, nil
 	}
 	return verdict{op: OpUnchanged, write: true}, nil
+}
+
+// ambiguous refuses a message when obj reflects another body with the
+// same source_message_id, action and timestamp.
+func (p *messagePlan) ambiguous(obj client.Object) error {
+	ann := obj.GetAnnotations()
+	if ann[labhookv1alpha1.AnnotationSourceMessageID] == p.msg.SourceMessageID &&
+		ann[labhookv1alpha1.AnnotationSourceAction] == p.msg.Action &&
+		ann[labhookv1alpha1.AnnotationSourceTimestamp] == p.msg.Timestamp &&
+		ann[labhookv1alpha1.AnnotationSourceBodyHash] != p.bodyHash {
+		return &reuseError{msg: p.msg}
+	}
+	return nil
 }
 
 // stale tells whether an object annotated ann reflects a message newer than msg.
@@ -198,6 +209,22 @@ func objectOrNil(o client.Object) client.Object {
 // refusal refuses the whole message.
 func (p *messagePlan) judge() error {
 	if p.msg.Action == wire.ActionDeleted {
+		// A DELETED is judged object by object as it deletes (deleteOne);
+		// only an ambiguous reuse refuses it whole.
+		for _, r := range p.resources {
+			if r.cur != nil {
+				if err := p.ambiguous(r.cur); err != nil {
+					return err
+				}
+			}
+		}
+		for _, f := range p.interfaces {
+			if f.cur != nil {
+				if err := p.ambiguous(f.cur); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
 	for _, r := range p.resources {
