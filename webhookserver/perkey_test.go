@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -127,7 +128,7 @@ var _ = Describe("A webhook config per key", func() {
 	It("refuses with 403 naming the Secret and its annotation a key whose config name is not an object name, such as another organisation's namespace/name; nothing is written", func(ctx SpecContext) {
 		org, _ := newOrg(ctx)
 		other, _ := newOrg(ctx)
-		for i, value := range []string{"EMEA config", other + "/emea", ""} {
+		for i, value := range []string{"EMEA config", other + "/emea", strings.Repeat("a", 100<<10), ""} {
 			key := "bad-" + org + "-" + string(rune('a'+i))
 			name := "bad-key-" + string(rune('a'+i))
 			addConfigKey(ctx, org, name, key, value)

@@ -35,6 +35,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -206,6 +207,11 @@ func trimSecret(obj any) (any, error) {
 		Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion, Labels: s.Labels,
 	}, Data: map[string][]byte{}}
 	if v, ok := s.Annotations[labhookv1alpha1.AnnotationWebhookConfig]; ok {
+		// A name has at most 253 characters: a longer value is refused
+		// all the same when cut to 254, and costs the cache no more.
+		if len(v) > validation.DNS1123SubdomainMaxLength+1 {
+			v = v[:validation.DNS1123SubdomainMaxLength+1]
+		}
 		out.Annotations = map[string]string{labhookv1alpha1.AnnotationWebhookConfig: v}
 	}
 	for _, k := range []string{labhookv1alpha1.SecretKeyAPIKey, labhookv1alpha1.SecretKeyAPIKeySHA256} {
