@@ -156,6 +156,9 @@ var _ = Describe("A webhook config per key", func() {
 		key := "twice-" + org
 		addConfigKey(ctx, org, "key-a", key, "emea")
 		addConfigKey(ctx, org, "key-b", key, "apac")
+		// Once the cache has both (an empty message is refused before it is read).
+		Eventually(func() int { return post(baseURL, org, key, []byte(`{}`)).code }).
+			WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(http.StatusForbidden))
 		r := post(baseURL, org, key, perKeyMessage("pk-twice", "2026-01-01T10:00:00Z"))
 		Expect(r.code).To(Equal(http.StatusForbidden), r.raw)
 		Expect(r.body.Error).To(ContainSubstring("Secrets key-a, key-b"))
