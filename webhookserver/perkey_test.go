@@ -34,6 +34,7 @@ import (
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/internal/echo"
+	"github.com/labhook/labhook/webhookserver"
 )
 
 // perKeyMessage is a message with one VM and one TERMINAL on it.
@@ -217,5 +218,23 @@ var _ = Describe("A webhook config per key", func() {
 		lrRef, ifaceRef = refs(ctx, org)
 		Expect(lrRef).To(Equal("pinned"))
 		Expect(ifaceRef).To(BeEmpty())
+	})
+
+	It("tells the API server's conflict on webhookConfigRef alone, which it judges again, from one on other fields, which is 409", func(ctx SpecContext) {
+		org, _ := newOrg(ctx)
+		apply := func(manager string, spec map[string]any) error {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": "LabResource",
+				"metadata": map[string]any{"name": "vm1", "namespace": org}, "spec": spec,
+			}}
+			return k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager))
+		}
+		Expect(apply("gitops", map[string]any{"id": "vm1", "type": "VM", "name": "vm", "webhookConfigRef": map[string]any{"name": "pinned"}})).To(Succeed())
+		err := apply(labhookv1alpha1.FieldManagerWebhookServer, map[string]any{"id": "vm1", "type": "VM", "name": "vm", "webhookConfigRef": map[string]any{"name": "emea"}})
+		Expect(err).To(HaveOccurred())
+		Expect(webhookserver.IsRefConflict(err)).To(BeTrue(), "%v", err)
+		err = apply(labhookv1alpha1.FieldManagerWebhookServer, map[string]any{"id": "vm1", "type": "VM", "name": "other", "webhookConfigRef": map[string]any{"name": "emea"}})
+		Expect(err).To(HaveOccurred())
+		Expect(webhookserver.IsRefConflict(err)).To(BeFalse(), "a conflict on spec.name too is the other manager's to settle: %v", err)
 	})
 })
