@@ -252,14 +252,9 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.L
 	}
 	c, wait, err := s.authenticate(r.Context(), r)
 	org := c.org
-	var keyErr *keyConfigError
+	keyErr, badKeyConfig := errors.AsType[*keyConfigError](err)
 	switch {
-	case errors.As(err, &keyErr):
-		s.drain(r)
-		log.Info("API key refused: its Secret's webhook config annotation is not usable", "org", org, "reason", keyErr.Error())
-		writeError(w, http.StatusForbidden, keyErr.Error(), keyErr.details)
-		return caller{}, nil, nil, false
-	case err != nil:
+	case err != nil && !badKeyConfig:
 		log.Error(err, "reading API keys")
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "API keys cannot be read; retry later", nil)
@@ -278,6 +273,14 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.L
 		s.drain(r)
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("organisation %s is over its rate limit of %g requests per second", org, s.opts.RateLimit), nil)
+		return caller{}, nil, nil, false
+	}
+	if badKeyConfig {
+		// The key is right, and counts against the organisation's rate
+		// limit; its Secret needs a fix only an administrator can make.
+		s.drain(r)
+		log.Info("API key refused: its Secret's webhook config annotation is not usable", "org", org, "reason", keyErr.Error())
+		writeError(w, http.StatusForbidden, keyErr.Error(), keyErr.details)
 		return caller{}, nil, nil, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
