@@ -126,7 +126,7 @@ func (o *outbox) decide(ctx context.Context, obj client.Object, owed *labMessage
 	if owed.silent {
 		return &labDecision{msg: owed}, nil
 	}
-	whc, _, err := o.resolveTarget(ctx, obj.GetNamespace(), owed.ref)
+	whc, why, err := o.resolveTarget(ctx, obj.GetNamespace(), owed.ref)
 	if err != nil {
 		return nil, err
 	}
@@ -135,9 +135,9 @@ func (o *outbox) decide(ctx context.Context, obj client.Object, owed *labMessage
 		// lastMessage says so.
 		return &labDecision{msg: owed, last: lastMessage(owed.id, owed, labhookv1alpha1.MessageFailed, nil, "")}, nil
 	}
-	usable := whc != nil
+	usable, reason := whc != nil, labhookv1alpha1.ReasonNoUsableConfig
 	if usable {
-		reason, _ := o.unusable(whc)
+		reason, why = o.unusable(whc)
 		usable = reason == ""
 	}
 	accepting := usable && o.health.accepting(whc)
@@ -164,6 +164,11 @@ func (o *outbox) decide(ctx context.Context, obj client.Object, owed *labMessage
 			o.sendDirect(obj, owed, whc, probe, requeue)
 			return nil, nil
 		}
+	}
+	if !usable {
+		// kubectl describe on the object says why its message waits (the
+		// OutgoingMessage that holds it says so in its Ready condition).
+		o.recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Deliver", "%s %s waits: %s", owed.msgType, owed.status, why)
 	}
 	return o.recordAsMessage(ctx, obj, owed, true)
 }

@@ -55,7 +55,10 @@ const (
 
 // messagePlan is a validated message, what it names and what was read.
 type messagePlan struct {
-	ns         string
+	ns string
+	// config is the WebhookConfig the caller's API key names; "" for the
+	// organisation's default (see configRef).
+	config     string
 	msg        *wire.IncomingMessage
 	bodyHash   string
 	resources  []*plannedResource
@@ -88,9 +91,9 @@ type plannedInterface struct {
 	v                    verdict
 }
 
-// plan names every object of msg.
-func plan(ns string, msg *wire.IncomingMessage, bodyHash string) *messagePlan {
-	p := &messagePlan{ns: ns, msg: msg, bodyHash: bodyHash, byID: map[string]*plannedResource{}}
+// plan names every object of msg, sent by c.
+func plan(c caller, msg *wire.IncomingMessage, bodyHash string) *messagePlan {
+	p := &messagePlan{ns: c.org, config: c.config, msg: msg, bodyHash: bodyHash, byID: map[string]*plannedResource{}}
 	data := field.NewPath("data")
 	for i, r := range msg.Resources {
 		pr := &plannedResource{in: r, name: ResourceName(r.ID), path: data.Child("resources").Index(i)}
@@ -152,8 +155,8 @@ func (s *Server) process(ctx context.Context, oc orgClient, p *messagePlan) ([]R
 	return results, err
 }
 
-func resourceSpec(in wire.IncomingResource) *labhookv1alpha1.LabResourceSpec {
-	spec := &labhookv1alpha1.LabResourceSpec{ID: in.ID, Type: labhookv1alpha1.ResourceType(in.Type), Name: in.Name}
+func resourceSpec(in wire.IncomingResource, ref *labhookv1alpha1.LocalObjectReference) *labhookv1alpha1.LabResourceSpec {
+	spec := &labhookv1alpha1.LabResourceSpec{ID: in.ID, Type: labhookv1alpha1.ResourceType(in.Type), Name: in.Name, WebhookConfigRef: ref}
 	if c := in.Config; c != nil {
 		spec.Config = &labhookv1alpha1.LabResourceConfig{Address: c.Address, Extra: extraJSON(c.Extra)}
 		for _, n := range c.NetworkInterfaces {
@@ -164,10 +167,10 @@ func resourceSpec(in wire.IncomingResource) *labhookv1alpha1.LabResourceSpec {
 	return spec
 }
 
-func interfaceSpec(f *plannedInterface) *labhookv1alpha1.LabInterfaceSpec {
+func interfaceSpec(f *plannedInterface, ref *labhookv1alpha1.LocalObjectReference) *labhookv1alpha1.LabInterfaceSpec {
 	spec := &labhookv1alpha1.LabInterfaceSpec{
 		Name: f.in.Name, Type: labhookv1alpha1.InterfaceType(f.in.Type), Region: f.in.Region,
-		ResourceRef: labhookv1alpha1.LocalObjectReference{Name: f.resource},
+		ResourceRef: labhookv1alpha1.LocalObjectReference{Name: f.resource}, WebhookConfigRef: ref,
 	}
 	if c := f.in.Config; c != nil {
 		spec.Config = &labhookv1alpha1.LabInterfaceConfig{Port: c.Port, Extra: extraJSON(c.Extra)}
@@ -276,32 +279,38 @@ func appendDone(out, rs []Result) []Result {
 	return out
 }
 
-// applySpec applies spec to the object of kind called name, whose current
-// state cur (nil: absent) gave the verdict v. A concurrent change makes it
-// read the object again and judge it again with rejudge. It returns the
-// object as written (nil when nothing was), and the final verdict.
+// applySpec applies the spec specOf gives to the object of kind called
+// name, whose current state cur (nil: absent) gave the verdict v; without
+// spec.webhookConfigRef when specOf says another manager owns it. A
+// concurrent change makes it read the object again and judge it again with
+// rejudge. It returns the object as written (nil when nothing was), and the
+// final verdict.
 func (s *Server) applySpec(ctx context.Context, oc orgClient, p *messagePlan, kind, name string, cur client.Object, v verdict,
-	spec any, rejudge func(ctx context.Context) (client.Object, verdict, error)) (*unstructured.Unstructured, verdict, error) {
-	specMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
-	if err != nil {
-		return nil, v, err
-	}
+	specOf func() (spec any, leaveRef bool), rejudge func(ctx context.Context) (client.Object, verdict, error)) (*unstructured.Unstructured, verdict, error) {
 	for attempt := 1; ; attempt++ {
 		if !v.write {
 			return nil, v, nil
+		}
+		spec, leaveRef := specOf()
+		specMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
+		if err != nil {
+			return nil, v, err
+		}
+		if leaveRef {
+			delete(specMap, "webhookConfigRef")
 		}
 		u := applyObject(kind, p.ns, name, map[string]any{"annotations": p.marks(v.op, spec)})
 		u.Object["spec"] = specMap
 		if cur != nil {
 			u.SetResourceVersion(cur.GetResourceVersion())
 		}
-		err := oc.apply(ctx, u)
+		err = oc.apply(ctx, u)
 		if err == nil {
 			s.recent.Add(recentKey(p.ns, kind, name), struct{}{})
 			return u, v, nil
 		}
 		err = asFieldConflict(kind+" "+name, err)
-		if !isPreconditionConflict(err) || attempt == maxAttempts {
+		if !(isPreconditionConflict(err) || isRefConflict(err)) || attempt == maxAttempts {
 			return nil, v, err
 		}
 		if cur, v, err = rejudge(ctx); err != nil {
@@ -312,7 +321,8 @@ func (s *Server) applySpec(ctx context.Context, oc orgClient, p *messagePlan, ki
 
 func (s *Server) applyResource(ctx context.Context, oc orgClient, p *messagePlan, r *plannedResource) (Result, bool, error) {
 	res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
-	u, v, err := s.applySpec(ctx, oc, p, kindResource, r.name, objectOrNil(r.cur), r.v, resourceSpec(r.in),
+	u, v, err := s.applySpec(ctx, oc, p, kindResource, r.name, objectOrNil(r.cur), r.v,
+		func() (any, bool) { return r.spec(p) },
 		func(ctx context.Context) (client.Object, verdict, error) {
 			var err error
 			if r.cur, err = s.readResource(ctx, oc, r.name, true); err != nil {
@@ -379,7 +389,8 @@ func (s *Server) applyPhase(ctx context.Context, oc orgClient, p *messagePlan, r
 
 func (s *Server) applyInterface(ctx context.Context, oc orgClient, p *messagePlan, f *plannedInterface) (Result, bool, error) {
 	res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
-	u, v, err := s.applySpec(ctx, oc, p, kindInterface, f.name, objectOrNil(f.cur), f.v, interfaceSpec(f),
+	u, v, err := s.applySpec(ctx, oc, p, kindInterface, f.name, objectOrNil(f.cur), f.v,
+		func() (any, bool) { return f.spec(p) },
 		func(ctx context.Context) (client.Object, verdict, error) {
 			var err error
 			if f.cur, err = s.readInterface(ctx, oc, f.name, true); err != nil {

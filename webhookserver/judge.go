@@ -130,7 +130,8 @@ func (r *plannedResource) judge(p *messagePlan) error {
 	if err := r.identity(); err != nil {
 		return err
 	}
-	hash := echo.SpecHash(resourceSpec(r.in))
+	spec, _ := r.spec(p)
+	hash := echo.SpecHash(spec)
 	var err error
 	r.v, err = judgeObject(kindResource, r.name, objectOrNil(r.cur), p, func() bool {
 		return r.cur.Annotations[labhookv1alpha1.AnnotationSourceSpecHash] != hash || r.phaseChanges()
@@ -168,7 +169,8 @@ func (f *plannedInterface) judge(p *messagePlan) error {
 			has:   fmt.Sprintf("interface %q of LabResource %s", f.cur.Spec.Name, f.cur.Spec.ResourceRef.Name),
 			wants: fmt.Sprintf("interface %q of resource %q", f.in.Name, f.in.ResourceID)}
 	}
-	hash := echo.SpecHash(interfaceSpec(f))
+	spec, _ := f.spec(p)
+	hash := echo.SpecHash(spec)
 	var err error
 	f.v, err = judgeObject(kindInterface, f.name, objectOrNil(f.cur), p, func() bool {
 		return f.cur.Annotations[labhookv1alpha1.AnnotationSourceSpecHash] != hash

@@ -216,13 +216,16 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 		requestDuration.Observe(time.Since(start).Seconds())
 		log.V(1).Info("incoming request", "code", w.code, "duration", time.Since(start).Round(time.Microsecond).String())
 	}()
-	org, st, release, ok := s.admitRequest(w, r, log)
+	c, st, release, ok := s.admitRequest(w, r, log)
 	if !ok {
 		return
 	}
 	defer release()
-	log = log.WithValues("org", org)
-	p, ok := s.readMessage(w, r, org)
+	log = log.WithValues("org", c.org)
+	if c.config != "" {
+		log = log.WithValues("webhookConfig", c.config)
+	}
+	p, ok := s.readMessage(w, r, c)
 	if !ok {
 		return
 	}
@@ -236,48 +239,58 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 // per organisation and in all. A refused body is drained, so the client
 // reads the answer. ok tells whether the request goes on; release frees
 // what it holds.
-func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.Logger) (org string, st *orgState, release func(), ok bool) {
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.Logger) (c caller, st *orgState, release func(), ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed; use POST", r.Method), nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
 	if !s.ready.Load() {
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "the webhookserver is starting; retry later", nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
-	org, wait, err := s.authenticate(r.Context(), r)
+	c, wait, err := s.authenticate(r.Context(), r)
+	org := c.org
+	keyErr, badKeyConfig := errors.AsType[*keyConfigError](err)
 	switch {
-	case err != nil:
+	case err != nil && !badKeyConfig:
 		log.Error(err, "reading API keys")
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "API keys cannot be read; retry later", nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	case wait > 0:
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, "too many failed API-key attempts for this organisation or from this address; retry later", nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	case org == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="labhook"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid credentials: send Authorization: Bearer ORG_ID:API_KEY", nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
 	st = s.limits.org(org)
 	if wait, ok := s.limits.allow(st); !ok {
 		s.drain(r)
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("organisation %s is over its rate limit of %g requests per second", org, s.opts.RateLimit), nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
+	}
+	if badKeyConfig {
+		// The key is right, and counts against the organisation's rate
+		// limit; its Secret needs a fix only an administrator can make.
+		s.drain(r)
+		log.Info("API key refused: its Secret's webhook config annotation is not usable", "org", org, "reason", keyErr.Error())
+		writeError(w, http.StatusForbidden, keyErr.Error(), keyErr.details)
+		return caller{}, nil, nil, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		s.drain(r)
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", s.opts.MaxBodyBytes), nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
 	// The body's bytes are reserved before it is read: its announced
 	// length, or the most it may be.
@@ -290,14 +303,14 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.L
 		s.drain(r)
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, refused.code, refused.text, nil)
-		return "", nil, nil, false
+		return caller{}, nil, nil, false
 	}
-	return org, st, release, true
+	return c, st, release, true
 }
 
 // readMessage decodes and validates the body as it streams in, and names
 // what the message writes. ok tells whether it is a message to apply.
-func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, org string) (*messagePlan, bool) {
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, c caller) (*messagePlan, bool) {
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	sum := sha256.New()
 	msg, errs, err := wire.DecodeIncoming(io.TeeReader(body, sum), wire.ParseOptions{Regions: s.opts.Regions, MaxConfigExtraBytes: s.opts.MaxConfigExtraBytes})
@@ -318,7 +331,7 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, org string)
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("the message has %d problem(s)", len(errs)), details(errs))
 		return nil, false
 	}
-	return plan(org, msg, hex.EncodeToString(sum.Sum(nil))), true
+	return plan(c, msg, hex.EncodeToString(sum.Sum(nil))), true
 }
 
 // applyMessage applies a message, one source_message_id at a time, and

@@ -35,6 +35,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -177,7 +178,8 @@ func Setup(mgr manager.Manager, ln net.Listener, opts Options) (*Server, error) 
 }
 
 // CacheOptions keeps the webhookserver's cache small: API-key Secrets
-// only, selected by label, keeping just the key fields; and WebhookConfigs
+// only, selected by label, keeping just the key fields and the
+// WebhookConfig the key names (see trimSecret); and WebhookConfigs
 // trimmed to their names and public keys, for the JWKS endpoint.
 // LabResources and LabInterfaces are not cached: each message reads the
 // objects it names.
@@ -192,6 +194,10 @@ func CacheOptions() cache.Options {
 	}
 }
 
+// trimSecret keeps of an API-key Secret what authentication reads: its
+// name, labels, key fields, and the labhook.io/webhook-config annotation
+// (the key's WebhookConfig); no other annotation (a kubectl apply's
+// last-applied-configuration would hold the whole Secret again).
 func trimSecret(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)
 	if !ok {
@@ -200,6 +206,14 @@ func trimSecret(obj any) (any, error) {
 	out := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion, Labels: s.Labels,
 	}, Data: map[string][]byte{}}
+	if v, ok := s.Annotations[labhookv1alpha1.AnnotationWebhookConfig]; ok {
+		// A name has at most 253 characters: a longer value is refused
+		// all the same when cut to 254, and costs the cache no more.
+		if len(v) > validation.DNS1123SubdomainMaxLength+1 {
+			v = v[:validation.DNS1123SubdomainMaxLength+1]
+		}
+		out.Annotations = map[string]string{labhookv1alpha1.AnnotationWebhookConfig: v}
+	}
 	for _, k := range []string{labhookv1alpha1.SecretKeyAPIKey, labhookv1alpha1.SecretKeyAPIKeySHA256} {
 		if v, ok := s.Data[k]; ok {
 			out.Data[k] = v

@@ -188,10 +188,11 @@ var _ = Describe("Admission", func() {
 			Expect(f.Close()).To(Succeed())
 		}
 		// The seeds' examples: one receiver (and one signing with ed25519), 4
-		// resources, 5 interfaces with 2 credential Secrets, and seed 001's
-		// message; and the organisation's ResourceQuota, which they fit in.
+		// resources, 5 interfaces with 2 credential Secrets, seed 001's
+		// message, an API key naming its own WebhookConfig (seed 002); and
+		// the organisation's ResourceQuota, which they fit in.
 		Expect(created).To(Equal(map[string]int{
-			"WebhookConfig": 2, "LabResource": 4, "LabInterface": 5, "Secret": 2, "OutgoingMessage": 1,
+			"WebhookConfig": 2, "LabResource": 4, "LabInterface": 5, "Secret": 3, "OutgoingMessage": 1,
 			"ResourceQuota": 1,
 		}))
 	})
