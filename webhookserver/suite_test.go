@@ -119,28 +119,15 @@ func startServer(c *rest.Config, opts webhookserver.Options) string {
 	Expect(err).NotTo(HaveOccurred())
 	_, err = webhookserver.Setup(mgr, ln, opts)
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	DeferCleanup(func() { cancel(); <-done })
+	stop := testenv.Run(mgr)
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	scheme := "http"
 	if opts.TLSCertFile != "" {
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	Eventually(func() (int, error) {
-		resp, err := hc.Get(base + "/readyz")
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
+	Eventually(testenv.StatusCode(hc, base+"/readyz")).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
 	return base
 }
 
