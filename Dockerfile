@@ -8,7 +8,9 @@ ARG TARGETARCH
 ARG VERSION=dev
 WORKDIR /src
 # Dependencies first, so a source change does not download them again.
+# api/wire is a module of its own that go.mod replaces with this directory.
 COPY go.mod go.sum ./
+COPY api/wire/go.mod api/wire/go.sum ./api/wire/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \

@@ -40,13 +40,19 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+# Go modules nested in this one (go ./... does not descend into them).
+# config/prometheus/test is its own module too; test-prometheus covers it.
+WIRE_MODULE ?= api/wire
+
 .PHONY: fmt
-fmt: ## go fmt.
+fmt: ## go fmt, this module and api/wire.
 	go fmt ./...
+	cd $(WIRE_MODULE) && go fmt ./...
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet, this module and api/wire.
 	go vet ./...
+	cd $(WIRE_MODULE) && go vet ./...
 
 .PHONY: envtest
 envtest: ## Provide kube-apiserver and etcd (built from source the first time).
@@ -55,8 +61,15 @@ envtest: ## Provide kube-apiserver and etcd (built from source the first time).
 .PHONY: test
 test: manifests generate fmt vet lint-helm ## Unit, envtest, webhookserver and chart tests on a real kube-apiserver + etcd, the alert rules, then bounded fuzzing.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test ./... -count=1 -timeout 20m $(GO_TEST_FLAGS)
+	$(MAKE) test-wire
 	$(MAKE) test-prometheus
 	$(MAKE) fuzz
+
+.PHONY: test-wire
+test-wire: ## api/wire's tests in its own module, and that it imports nothing of Kubernetes nor of labhook.
+	cd $(WIRE_MODULE) && go test ./... -count=1 $(GO_TEST_FLAGS)
+	@cd $(WIRE_MODULE) && deps="$$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/labhook/labhook/api/wire$$' -e '^github.com/standard-webhooks/' -e '^github.com/go-json-experiment/json/')" ; \
+		if [ -n "$$deps" ]; then echo "api/wire may import the standard library, Standard Webhooks and jsontext only; it imports:"; echo "$$deps"; exit 1; fi
 
 .PHONY: test-prometheus
 test-prometheus: ## Alert rules and dashboard against the metrics labhook exports (own module: config/prometheus/test).

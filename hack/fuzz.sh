@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (func FuzzXxx in a _test.go file) of the module for
-# a bounded time each: go test allows only one -fuzz target per run.
+# Runs every fuzz target (func FuzzXxx in a _test.go file) of the module and
+# of the modules nested in it (api/wire) for a bounded time each: go test
+# allows only one -fuzz target per run.
 #
 #   hack/fuzz.sh [FUZZTIME]   default 20s; any go test -fuzztime value
 set -euo pipefail
@@ -17,16 +18,29 @@ test_files() {
   fi
 }
 
+# module_of DIR: the directory of the Go module DIR belongs to (a nested
+# module such as api/wire has its own go.mod; go test must run inside it).
+module_of() {
+  local d="$1"
+  while [ "$d" != "." ] && [ ! -f "$d/go.mod" ]; do
+    d="$(dirname "$d")"
+  done
+  echo "$d"
+}
+
 found=0
 while IFS= read -r file; do
-  dir="./$(dirname "$file")"
+  dir="$(dirname "$file")"
+  mod="$(module_of "$dir")"
+  pkg="./${dir#"$mod"}"
+  pkg="${pkg/#.\/\//./}"
   while IFS= read -r name; do
     found=$((found + 1))
-    echo "fuzz: $dir $name for $fuzztime" >&2
-    go test "$dir" -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime"
+    echo "fuzz: $mod $pkg $name for $fuzztime" >&2
+    (cd "$mod" && go test "$pkg" -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime")
   done < <(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file")
 done < <(test_files | sort)
 
 if [ "$found" -eq 0 ]; then
-  echo "fuzz: no fuzz targets in the module" >&2
+  echo "fuzz: no fuzz targets in the modules" >&2
 fi

@@ -132,32 +132,43 @@ var badInputs = []badInput{
 	{name: "DESKTOP on a URL", spoil: func(m map[string]any) { shell(m)["resource_id"] = "url1"; shell(m)["type"] = "DESKTOP" }, code: 422, field: "data.interfaces[0].type"},
 }
 
+// badInputEntries makes one table entry of each bad input, so that one
+// refused the wrong way does not hide the others.
+func badInputEntries() []TableEntry {
+	entries := make([]TableEntry, 0, len(badInputs))
+	for _, c := range badInputs {
+		entries = append(entries, Entry(c.name, c))
+	}
+	return entries
+}
+
 var _ = Describe("Bad input", func() {
-	It("is refused whole, naming the field, and writes nothing", func(ctx SpecContext) {
+	It("covers at least 30 ways to get a message wrong", func() {
 		Expect(len(badInputs)).To(BeNumerically(">=", 30))
-		org, key := newOrg(ctx)
-		for _, c := range badInputs {
-			body := []byte(c.raw)
-			if c.raw == "" {
-				m := message("bad", "2026-01-01T10:00:00Z")
-				c.spoil(m)
-				body = encode(m)
-			}
-			r := post(baseURL, org, key, body)
-			Expect(r.code).To(Equal(c.code), "%s: %s", c.name, r.raw)
-			Expect(r.body.Error).NotTo(BeEmpty(), c.name)
-			if c.field == "" {
-				Expect(r.body.Error).To(ContainSubstring("malformed JSON"), c.name)
-				continue
-			}
-			Expect(r.body.Details).To(ContainElement(HaveField("Field", c.field)), "%s: %s", c.name, r.raw)
-			for _, d := range r.body.Details {
-				Expect(d.Message).NotTo(BeEmpty(), c.name)
-			}
-			Expect(r.raw).NotTo(ContainSubstring("SECRET-KEY-MATERIAL"), "%s: a credential is never echoed", c.name)
-		}
-		Expect(versions(ctx, org)).To(HaveLen(1), "nothing but the API key")
 	})
+
+	DescribeTable("is refused whole, naming the field, and writes nothing", func(ctx SpecContext, c badInput) {
+		org, key := newOrg(ctx)
+		body := []byte(c.raw)
+		if c.raw == "" {
+			m := message("bad", "2026-01-01T10:00:00Z")
+			c.spoil(m)
+			body = encode(m)
+		}
+		r := post(baseURL, org, key, body)
+		Expect(r.code).To(Equal(c.code), r.raw)
+		Expect(r.body.Error).NotTo(BeEmpty())
+		if c.field == "" {
+			Expect(r.body.Error).To(ContainSubstring("malformed JSON"))
+		} else {
+			Expect(r.body.Details).To(ContainElement(HaveField("Field", c.field)), r.raw)
+			for _, d := range r.body.Details {
+				Expect(d.Message).NotTo(BeEmpty())
+			}
+			Expect(r.raw).NotTo(ContainSubstring("SECRET-KEY-MATERIAL"), "a credential is never echoed")
+		}
+		Consistently(versionsOf(ctx, org)).WithTimeout(300*time.Millisecond).Should(HaveLen(1), "nothing but the API key")
+	}, badInputEntries())
 
 	It("reports every problem of a message in one answer", func(ctx SpecContext) {
 		org, key := newOrg(ctx)

@@ -89,19 +89,32 @@ func config(e map[string]any) map[string]any { return e["config"].(map[string]an
 // resourceVersion.
 func versions(ctx context.Context, ns string) map[string]string {
 	GinkgoHelper()
+	return versionsOf(ctx, ns)(Default)
+}
+
+// versionsOf polls versions, for Consistently: "nothing more was written"
+// holds for a while, not just at one instant.
+func versionsOf(ctx context.Context, ns string) func(g Gomega) map[string]string {
+	return func(g Gomega) map[string]string {
+		GinkgoHelper()
+		return versionsG(g, ctx, ns)
+	}
+}
+
+func versionsG(g Gomega, ctx context.Context, ns string) map[string]string {
 	out := map[string]string{}
 	var lrs labhookv1alpha1.LabResourceList
-	Expect(k8sClient.List(ctx, &lrs, client.InNamespace(ns))).To(Succeed())
+	g.Expect(k8sClient.List(ctx, &lrs, client.InNamespace(ns))).To(Succeed())
 	for _, o := range lrs.Items {
 		out["LabResource/"+o.Name] = o.ResourceVersion
 	}
 	var lis labhookv1alpha1.LabInterfaceList
-	Expect(k8sClient.List(ctx, &lis, client.InNamespace(ns))).To(Succeed())
+	g.Expect(k8sClient.List(ctx, &lis, client.InNamespace(ns))).To(Succeed())
 	for _, o := range lis.Items {
 		out["LabInterface/"+o.Name] = o.ResourceVersion
 	}
 	var secrets corev1.SecretList
-	Expect(k8sClient.List(ctx, &secrets, client.InNamespace(ns))).To(Succeed())
+	g.Expect(k8sClient.List(ctx, &secrets, client.InNamespace(ns))).To(Succeed())
 	for _, o := range secrets.Items {
 		out["Secret/"+o.Name] = o.ResourceVersion
 	}
@@ -205,7 +218,7 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring("Secret " + iface("56ea830e", "Agent") + "-credentials"))
 		Expect(r.body.Results).To(BeEmpty())
-		Expect(versions(ctx, org)).To(Equal(before), "nothing written, the Secret untouched")
+		Consistently(versionsOf(ctx, org)).Should(Equal(before), "nothing written, the Secret untouched")
 		sec := &corev1.Secret{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("56ea830e", "Agent") + "-credentials"}, sec)).To(Succeed())
 		Expect(sec.OwnerReferences).To(BeEmpty())
@@ -223,7 +236,7 @@ var _ = Describe("The incoming endpoint", func() {
 		r = post(baseURL, org2, key2, encode(message("foreign", "2026-01-01T10:00:00Z")))
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring(iface("vm1", "Shell") + "-credentials"))
-		Expect(versions(ctx, org2)).To(HaveLen(2), "the API key and the foreign Secret only")
+		Consistently(versionsOf(ctx, org2)).Should(HaveLen(2), "the API key and the foreign Secret only")
 	})
 })
 
@@ -278,7 +291,7 @@ var _ = Describe("The incoming endpoint, continued", func() {
 		again := post(baseURL, org, key, seedExample())
 		Expect(again.code).To(Equal(http.StatusOK))
 		Expect(again.raw).To(Equal(first.raw), "the first result, as it was")
-		Expect(versions(ctx, org)).To(Equal(before))
+		Consistently(versionsOf(ctx, org)).Should(Equal(before))
 
 		// A new webhookserver has no memory of the message: the objects do,
 		// and what the message did to each.
@@ -286,7 +299,7 @@ var _ = Describe("The incoming endpoint, continued", func() {
 		restarted := post(other, org, key, seedExample())
 		Expect(restarted.code).To(Equal(http.StatusOK), restarted.raw)
 		Expect(restarted.raw).To(Equal(first.raw), "the first answer, rebuilt from the objects")
-		Expect(versions(ctx, org)).To(Equal(before), "resourceVersions are unchanged")
+		Consistently(versionsOf(ctx, org)).Should(Equal(before), "resourceVersions are unchanged")
 	})
 
 	It("refuses a body that differs with the same source_message_id, action and timestamp as ambiguous, also after a restart", func(ctx SpecContext) {
@@ -304,7 +317,7 @@ var _ = Describe("The incoming endpoint, continued", func() {
 		r = post(other, org, key, encode(m))
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring("different body"))
-		Expect(versions(ctx, org)).To(Equal(before))
+		Consistently(versionsOf(ctx, org)).Should(Equal(before))
 	})
 
 	It("skips, as stale, a message older than what an object reflects", func(ctx SpecContext) {
@@ -400,7 +413,7 @@ var _ = Describe("The incoming endpoint, continued", func() {
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Basic "+org+":"+key)
 			Expect(do(httpClient, req).code).To(Equal(http.StatusUnauthorized))
-			Expect(versions(ctx, org)).To(HaveLen(1), "nothing but the API key")
+			Consistently(versionsOf(ctx, org)).Should(HaveLen(1), "nothing but the API key")
 		})
 
 		It("accepts a key stored as its SHA-256, and two live keys at once", func(ctx SpecContext) {
@@ -408,11 +421,11 @@ var _ = Describe("The incoming endpoint, continued", func() {
 			sum := sha256.Sum256([]byte("hashed-key"))
 			addKey(ctx, org, "hashed", labhookv1alpha1.SecretKeyAPIKeySHA256, hex.EncodeToString(sum[:]))
 			addKey(ctx, org, "second", labhookv1alpha1.SecretKeyAPIKey, "second-key")
-			Eventually(func() int {
-				return post(baseURL, org, "hashed-key", encode(message("h1", "2026-01-01T10:00:00Z"))).code
+			Eventually(func(g Gomega) int {
+				return postG(g, baseURL, org, "hashed-key", encode(message("h1", "2026-01-01T10:00:00Z"))).code
 			}).Should(Equal(http.StatusOK))
-			Eventually(func() int {
-				return post(baseURL, org, "second-key", encode(message("h2", "2026-01-01T10:00:01Z"))).code
+			Eventually(func(g Gomega) int {
+				return postG(g, baseURL, org, "second-key", encode(message("h2", "2026-01-01T10:00:01Z"))).code
 			}).Should(Equal(http.StatusOK))
 			Expect(post(baseURL, org, key, encode(message("h3", "2026-01-01T10:00:02Z"))).code).To(Equal(http.StatusOK))
 			Expect(post(baseURL, org, hex.EncodeToString(sum[:]), encode(message("h4", "2026-01-01T10:00:03Z"))).code).
@@ -420,8 +433,8 @@ var _ = Describe("The incoming endpoint, continued", func() {
 
 			// A key whose Secret is deleted stops working.
 			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "second", Namespace: org}})).To(Succeed())
-			Eventually(func() int {
-				return post(baseURL, org, "second-key", encode(message("h5", "2026-01-01T10:00:04Z"))).code
+			Eventually(func(g Gomega) int {
+				return postG(g, baseURL, org, "second-key", encode(message("h5", "2026-01-01T10:00:04Z"))).code
 			}).Should(Equal(http.StatusUnauthorized))
 		})
 	})
@@ -451,7 +464,7 @@ var _ = Describe("The incoming endpoint, continued", func() {
 
 			req, _ = http.NewRequest(http.MethodGet, baseURL+"/nothing", nil)
 			Expect(do(httpClient, req).code).To(Equal(http.StatusNotFound))
-			Expect(versions(ctx, org)).To(HaveLen(1))
+			Consistently(versionsOf(ctx, org)).Should(HaveLen(1))
 		})
 
 		It("answers 429 with Retry-After past an organisation's rate limit, and not for another organisation", func(ctx SpecContext) {
@@ -478,8 +491,8 @@ var _ = Describe("The incoming endpoint, continued", func() {
 			apiProxy.restore()
 			Expect(r.code).To(Equal(http.StatusServiceUnavailable), r.raw)
 			Expect(r.header.Get("Retry-After")).To(Equal("2"))
-			Eventually(func() int {
-				return post(baseURL, org, key, seedExample()).code
+			Eventually(func(g Gomega) int {
+				return postG(g, baseURL, org, key, seedExample()).code
 			}).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
 			Expect(versions(ctx, org)).To(HaveLen(1 + 4 + 5 + 2))
 		})
@@ -514,8 +527,8 @@ var _ = Describe("The incoming endpoint, continued", func() {
 		Expect(r.body.Details).To(ContainElement(HaveField("Message", ContainSubstring("type is immutable"))))
 
 		Expect(k8sClient.Delete(ctx, &labhookv1alpha1.LabResource{ObjectMeta: metav1.ObjectMeta{Name: "url1", Namespace: org}})).To(Succeed())
-		Eventually(func() int {
-			return post(baseURL, org, key, encode(message("midway-2", "2026-01-01T10:00:01Z"))).code
+		Eventually(func(g Gomega) int {
+			return postG(g, baseURL, org, key, encode(message("midway-2", "2026-01-01T10:00:01Z"))).code
 		}).Should(Equal(http.StatusOK))
 		Expect(versions(ctx, org)).To(HaveLen(1 + 2 + 1 + 1))
 	})

@@ -44,28 +44,35 @@ type jwksReply struct {
 
 func getJWKS(method, org string) jwksReply {
 	GinkgoHelper()
+	return getJWKSG(Default, method, org)
+}
+
+// getJWKSG is getJWKS for a polled function.
+func getJWKSG(g Gomega, method, org string) jwksReply {
+	GinkgoHelper()
 	req, err := http.NewRequest(method, baseURL+wire.JWKSPathPrefix+org, nil)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := httpClient.Do(req)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	r := jwksReply{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	if resp.StatusCode == http.StatusOK && method == http.MethodGet {
-		Expect(json.Unmarshal(raw, &r.set)).To(Succeed(), r.raw)
+		g.Expect(json.Unmarshal(raw, &r.set)).To(Succeed(), r.raw)
 	}
 	return r
 }
 
-// publishedKeys returns the whpk_ keys of org's JWKS, in order.
-func publishedKeys(org string) func() ([]string, error) {
-	return func() ([]string, error) {
-		r := getJWKS(http.MethodGet, org)
-		if r.code != http.StatusOK {
-			return nil, fmt.Errorf("HTTP %d: %s", r.code, r.raw)
-		}
-		return r.set.PublicKeys()
+// publishedKeys polls the whpk_ keys of org's JWKS, in order.
+func publishedKeys(org string) func(g Gomega) []string {
+	return func(g Gomega) []string {
+		GinkgoHelper()
+		r := getJWKSG(g, http.MethodGet, org)
+		g.Expect(r.code).To(Equal(http.StatusOK), r.raw)
+		keys, err := r.set.PublicKeys()
+		g.Expect(err).NotTo(HaveOccurred())
+		return keys
 	}
 }
 
@@ -98,12 +105,14 @@ func newNamespaceOnly(ctx context.Context) string {
 	return ns.Name
 }
 
+// jwksPolling keeps a spec's polling under the 5 requests a second each
+// organisation's JWKS is served.
+const jwksPolling = 250 * time.Millisecond
+
 var _ = Describe("JWKS endpoint", func() {
 	var ctx context.Context
 	BeforeEach(func() {
 		ctx = context.Background()
-		SetDefaultEventuallyTimeout(20 * time.Second)
-		SetDefaultEventuallyPollingInterval(250 * time.Millisecond) // under the 5 a second each organisation is served
 	})
 
 	It("serves an organisation's current and previous Ed25519 keys, matching status, and nothing of other organisations", func() {
@@ -118,7 +127,7 @@ var _ = Describe("JWKS endpoint", func() {
 		publish(ctx, other, "a", labhookv1alpha1.SignatureEd25519, pubOther, "")
 
 		By("listing current keys first, then previous ones, each as an RFC 8037 OKP key with its thumbprint as kid")
-		Eventually(publishedKeys(org)).Should(Equal([]string{pubA, pubB, prevB}))
+		Eventually(publishedKeys(org)).WithPolling(jwksPolling).Should(Equal([]string{pubA, pubB, prevB}))
 		r := getJWKS(http.MethodGet, org)
 		Expect(r.header.Get("Content-Type")).To(Equal("application/json"))
 		Expect(r.header.Get("Cache-Control")).To(Equal("public, max-age=30"))
@@ -140,16 +149,16 @@ var _ = Describe("JWKS endpoint", func() {
 		Expect(wire.VerifyAny(keys, h, []byte(`{}`))).To(Succeed())
 
 		By("keeping organisations apart")
-		Eventually(publishedKeys(other)).Should(Equal([]string{pubOther}))
+		Eventually(publishedKeys(other)).WithPolling(jwksPolling).Should(Equal([]string{pubOther}))
 
 		By("following status: the previous key goes when the grace period ends")
 		b.Status.PreviousPublicKey = ""
 		Expect(k8sClient.Status().Update(ctx, b)).To(Succeed())
-		Eventually(publishedKeys(org)).Should(Equal([]string{pubA, pubB}))
+		Eventually(publishedKeys(org)).WithPolling(jwksPolling).Should(Equal([]string{pubA, pubB}))
 
 		By("dropping a deleted config's keys")
 		Expect(k8sClient.Delete(ctx, b)).To(Succeed())
-		Eventually(publishedKeys(org)).Should(Equal([]string{pubA}))
+		Eventually(publishedKeys(org)).WithPolling(jwksPolling).Should(Equal([]string{pubA}))
 	})
 
 	It("answers an empty set for an organisation without keys or that does not exist, 404 for a bad id, 405 for other methods", func() {
@@ -183,9 +192,8 @@ var _ = Describe("JWKS endpoint", func() {
 		publish(ctx, quiet, "a", labhookv1alpha1.SignatureEd25519, quietPub, "")
 
 		By("listing at most 32 keys, the current ones first")
-		Eventually(func() (int, error) { k, err := publishedKeys(org)(); return len(k), err }).Should(Equal(32))
-		keys, err := publishedKeys(org)()
-		Expect(err).NotTo(HaveOccurred())
+		Eventually(publishedKeys(org)).WithPolling(jwksPolling).Should(HaveLen(32))
+		keys := publishedKeys(org)(Default)
 		Expect(keys[:20]).To(Equal(want))
 
 		By("answering 429 with Retry-After past 5 requests a second (burst 20), while another organisation is served")
@@ -201,6 +209,6 @@ var _ = Describe("JWKS endpoint", func() {
 		Expect(limited).NotTo(BeNil(), "200 requests in a row were all answered")
 		Expect(limited.header.Get("Retry-After")).To(Equal("1"))
 		Expect(limited.raw).To(ContainSubstring("at most 5 times a second"))
-		Eventually(publishedKeys(quiet)).Should(Equal([]string{quietPub}))
+		Eventually(publishedKeys(quiet)).WithPolling(jwksPolling).Should(Equal([]string{quietPub}))
 	})
 })

@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/labhook/labhook/api/wire"
+	"github.com/labhook/labhook/internal/wirefield"
 )
 
 // IncomingPath is the endpoint of SPEC §4.
@@ -328,7 +329,7 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, c caller) (
 		return nil, false
 	}
 	if len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("the message has %d problem(s)", len(errs)), details(errs))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the message has %d problem(s)", len(errs)), details(wirefield.ErrorList(errs)))
 		return nil, false
 	}
 	return plan(c, msg, hex.EncodeToString(sum.Sum(nil))), true

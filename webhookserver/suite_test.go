@@ -65,6 +65,12 @@ var (
 
 func TestWebhookServer(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// Once for the suite, never in a BeforeEach: a default set there
+	// would leak into the specs that run after it, in random order.
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	SetDefaultConsistentlyDuration(time.Second)
+	SetDefaultConsistentlyPollingInterval(100 * time.Millisecond)
 	RunSpecs(t, "Webhookserver Suite")
 }
 
@@ -113,28 +119,15 @@ func startServer(c *rest.Config, opts webhookserver.Options) string {
 	Expect(err).NotTo(HaveOccurred())
 	_, err = webhookserver.Setup(mgr, ln, opts)
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	DeferCleanup(func() { cancel(); <-done })
+	stop := testenv.Run(mgr)
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	scheme := "http"
 	if opts.TLSCertFile != "" {
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	Eventually(func() (int, error) {
-		resp, err := hc.Get(base + "/readyz")
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
+	Eventually(testenv.StatusCode(hc, base+"/readyz")).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
 	return base
 }
 
@@ -170,8 +163,8 @@ func newOrg(ctx context.Context) (string, string) {
 	addKey(ctx, ns.Name, "api-key", labhookv1alpha1.SecretKeyAPIKey, key)
 	// The key works once the shared webhookserver's cache has it: an empty
 	// message is then refused as bad, not as unauthenticated.
-	Eventually(func() int { return post(baseURL, ns.Name, key, []byte(`{}`)).code }).
-		WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
+	Eventually(func(g Gomega) int { return postG(g, baseURL, ns.Name, key, []byte(`{}`)).code }).
+		Should(Equal(http.StatusBadRequest))
 	return ns.Name, key
 }
 
@@ -195,25 +188,36 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 // post sends body to the incoming endpoint at base with "Bearer org:key".
 func post(base, org, key string, body []byte) reply {
 	GinkgoHelper()
+	return postG(Default, base, org, key, body)
+}
+
+// postG is post for a polled function: its failures are g's.
+func postG(g Gomega, base, org, key string, body []byte) reply {
+	GinkgoHelper()
 	req, err := http.NewRequest(http.MethodPost, base+webhookserver.IncomingPath, bytes.NewReader(body))
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
 	if org != "" || key != "" {
 		req.Header.Set("Authorization", "Bearer "+org+":"+key)
 	}
-	return do(httpClient, req)
+	return doG(g, httpClient, req)
 }
 
 func do(hc *http.Client, req *http.Request) reply {
 	GinkgoHelper()
+	return doG(Default, hc, req)
+}
+
+func doG(g Gomega, hc *http.Client, req *http.Request) reply {
+	GinkgoHelper()
 	resp, err := hc.Do(req)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"), "every answer is JSON: %s", raw)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"), "every answer is JSON: %s", raw)
 	r := reply{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	Expect(json.Unmarshal(raw, &r.body)).To(Succeed(), string(raw))
+	g.Expect(json.Unmarshal(raw, &r.body)).To(Succeed(), string(raw))
 	return r
 }
 

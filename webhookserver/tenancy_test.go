@@ -73,8 +73,14 @@ func hold(base, org, key string, length int) *held {
 // gauge reads a gauge of the webhookservers in this process.
 func gauge(name string) float64 {
 	GinkgoHelper()
+	return gaugeG(Default, name)
+}
+
+// gaugeG is gauge for a polled function.
+func gaugeG(g Gomega, name string) float64 {
+	GinkgoHelper()
 	families, err := metrics.Registry.Gather()
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	for _, f := range families {
 		if f.GetName() == name {
 			return f.GetMetric()[0].GetGauge().GetValue()
@@ -116,7 +122,7 @@ var _ = Describe("Tenancy", func() {
 		  "data":{"resources":[{"id":"web"}],"interfaces":[{"resource_id":"vm1","name":"Shell"}]}}`))
 		Expect(r.code).To(Equal(http.StatusOK), r.raw)
 		Expect(operations(r)).To(Equal(map[string]string{"LabResource/web": "not_found", "LabInterface/" + iface("vm1", "Shell"): "not_found"}))
-		Expect(versions(ctx, org)).To(Equal(before), "nothing deleted, nothing marked")
+		Consistently(versionsOf(ctx, org)).Should(Equal(before), "nothing deleted, nothing marked")
 
 		r = post(baseURL, org, key, []byte(`{"source_message_id":"cr","type":"RESOURCE","action":"CREATED","timestamp":"2026-01-01T10:00:00Z",
 		  "data":{"resources":[{"id":"web","type":"VM","status":"READY"}]}}`))
@@ -126,7 +132,7 @@ var _ = Describe("Tenancy", func() {
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(And(ContainSubstring("LabInterface "+iface("vm1", "Shell")), ContainSubstring(`"Other"`)))
 		Expect(r.body.Results).To(BeEmpty(), "refused before any write")
-		Expect(versions(ctx, org)).To(Equal(before))
+		Consistently(versionsOf(ctx, org)).Should(Equal(before))
 	})
 
 	It("gives different entities different object names", func(ctx SpecContext) {
@@ -207,12 +213,12 @@ var _ = Describe("Tenancy", func() {
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring("LabResource vm1 is being deleted"))
 		Expect(r.header.Get("Retry-After")).NotTo(BeEmpty())
-		Expect(versions(ctx, org)).To(Equal(before), "url1 was not written either")
+		Consistently(versionsOf(ctx, org)).Should(Equal(before), "url1 was not written either")
 
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1"}, lr)).To(Succeed())
 		lr.Finalizers = nil
 		Expect(k8sClient.Update(ctx, lr)).To(Succeed())
-		Eventually(func() int { return post(baseURL, org, key, encode(m)).code }).Should(Equal(http.StatusOK))
+		Eventually(func(g Gomega) int { return postG(g, baseURL, org, key, encode(m)).code }).Should(Equal(http.StatusOK))
 	})
 
 	It("takes the deletion mark off when a delete fails, so a later deletion by someone else is not taken for the backend's", func(ctx SpecContext) {
@@ -297,8 +303,8 @@ var _ = Describe("Tenancy", func() {
 		admitted := func(srv, org, key string, length, requests int, bytes float64) *held {
 			GinkgoHelper()
 			h := hold(srv, org, key, length)
-			Eventually(func() []float64 {
-				return []float64{gauge("labhook_incoming_requests_in_progress"), gauge("labhook_incoming_body_bytes_in_progress")}
+			Eventually(func(g Gomega) []float64 {
+				return []float64{gaugeG(g, "labhook_incoming_requests_in_progress"), gaugeG(g, "labhook_incoming_body_bytes_in_progress")}
 			}).Should(Equal([]float64{float64(requests), bytes}))
 			return h
 		}

@@ -21,7 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// InterfaceType is how attendees reach a resource (seed 000).
+// InterfaceType is how attendees reach a resource: TERMINAL, DESKTOP or
+// WEB_PAGE.
 // +kubebuilder:validation:Enum=TERMINAL;DESKTOP;WEB_PAGE
 type InterfaceType string
 
@@ -34,7 +35,8 @@ const (
 	InterfaceWebPage InterfaceType = "WEB_PAGE"
 )
 
-// AuthenticationType is how an interface logs in (seed 000).
+// AuthenticationType is how an interface logs in: keypair or
+// generated_username_password.
 // +kubebuilder:validation:Enum=keypair;generated_username_password
 type AuthenticationType string
 
@@ -72,9 +74,10 @@ type LabInterfaceConfig struct {
 	Authentication *InterfaceAuthentication `json:"authentication,omitempty"`
 
 	// extra holds configuration keys labhook does not know, kept as JSON: at
-	// most 64 keys, and at most 16 KiB in all when the
-	// labhook-config-extra-size admission policy of config/default is
-	// installed.
+	// most 64 keys, and at most 16 KiB in all (checked by the
+	// labhook-config-extra-size ValidatingAdmissionPolicy, which the Helm
+	// chart and the kustomize install both include). An object over either
+	// limit is refused.
 	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
@@ -105,7 +108,11 @@ type LabInterfaceSpec struct {
 	Region string `json:"region"`
 
 	// resourceRef names the LabResource, in the same namespace, that this
-	// interface reaches (the seed's resource_id, resolved to the object name).
+	// interface reaches; an incoming message's resource_id is resolved to
+	// it. Immutable. While the LabResource does not exist, or is not a VM
+	// for a TERMINAL or DESKTOP interface, the interface is not Ready
+	// (reason ResourceNotFound or IncompatibleResourceType) and has no
+	// endpoint.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resourceRef is immutable"
 	// +required
 	ResourceRef LocalObjectReference `json:"resourceRef"`

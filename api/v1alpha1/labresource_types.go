@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ResourceType is the kind of a lab resource (seed 000).
+// ResourceType is the kind of a lab resource: VM or URL.
 // +kubebuilder:validation:Enum=VM;URL
 type ResourceType string
 
@@ -32,11 +32,11 @@ const (
 	ResourceTypeURL ResourceType = "URL"
 )
 
-// ResourcePhase is a resource status as reported by the backend (seed 000).
+// ResourcePhase is a resource status as the customer's backend reports it.
 // +kubebuilder:validation:Enum=STARTING;PREPARING;READY;STOPPING;STOPPED;DELETING;DELETED;ERROR
 type ResourcePhase string
 
-// Resource phases, verbatim from seed 000.
+// Resource phases, verbatim as the customer's backend sends them.
 const (
 	PhaseStarting  ResourcePhase = "STARTING"
 	PhasePreparing ResourcePhase = "PREPARING"
@@ -72,8 +72,9 @@ type NetworkInterface struct {
 // LabResourceConfig is the configuration of a resource. VMs use
 // networkInterfaces, URLs use address.
 type LabResourceConfig struct {
-	// networkInterfaces of a VM. The seed's single network_interface object
-	// becomes a one-element list.
+	// networkInterfaces of a VM, at most 16. An incoming message's single
+	// network_interface object becomes a one-element list. Only a VM has
+	// them: a URL resource with networkInterfaces is refused.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	// +optional
@@ -86,9 +87,10 @@ type LabResourceConfig struct {
 	Address string `json:"address,omitempty"`
 
 	// extra holds configuration keys labhook does not know, kept as JSON: at
-	// most 64 keys, and at most 16 KiB in all when the
-	// labhook-config-extra-size admission policy of config/default is
-	// installed.
+	// most 64 keys, and at most 16 KiB in all (checked by the
+	// labhook-config-extra-size ValidatingAdmissionPolicy, which the Helm
+	// chart and the kustomize install both include). An object over either
+	// limit is refused.
 	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
@@ -104,8 +106,10 @@ type LabResourceConfig struct {
 // +kubebuilder:validation:XValidation:rule="has(self.restartRequestedAt) || !has(oldSelf.restartRequestedAt)",message="restartRequestedAt cannot be removed once set; set a new time to restart again"
 // +kubebuilder:validation:XValidation:rule="has(self.replaceRequestedAt) || !has(oldSelf.replaceRequestedAt)",message="replaceRequestedAt cannot be removed once set; set a new time to replace again"
 type LabResourceSpec struct {
-	// id is the customer-defined identifier of the resource (seed: resource
-	// id). It is sent as entity_ids in outgoing messages and cannot change.
+	// id is the customer-defined identifier of the resource, as the
+	// backend's messages name it (resource_id, data.resources[].id). It is
+	// sent as entity_ids in outgoing messages. Required, 1 to 253
+	// characters, and immutable: a changed id is refused.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="id is immutable"
@@ -158,7 +162,9 @@ type LabResourceStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// phase is the resource status reported by the backend (seed 000).
+	// phase is the resource status the customer's backend last reported
+	// (STARTING, PREPARING, READY, STOPPING, STOPPED, DELETING, DELETED or
+	// ERROR). The Ready condition is True only while it is READY.
 	// +optional
 	Phase ResourcePhase `json:"phase,omitempty"`
 

@@ -21,8 +21,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// MessageType is the type of entity an outgoing message is about (seed 001,
-// plus the extensions INTERFACE and WEBHOOK_CONFIG).
+// MessageType is the type of entity an outgoing message is about: CLASS,
+// EVENT, EVENT_WORKSPACE, ONDEMAND_COURSE, ONDEMAND_ENROLLMENT and RESOURCE,
+// and labhook's own INTERFACE and WEBHOOK_CONFIG.
 // +kubebuilder:validation:Enum=CLASS;EVENT;EVENT_WORKSPACE;ONDEMAND_COURSE;ONDEMAND_ENROLLMENT;RESOURCE;INTERFACE;WEBHOOK_CONFIG
 type MessageType string
 

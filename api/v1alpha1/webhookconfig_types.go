@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// WebhookConfigState is the lifecycle state of a WebhookConfig (seed 002).
+// WebhookConfigState is the lifecycle state of a WebhookConfig.
 // +kubebuilder:validation:Enum=new;valid;invalid;deactivated
 type WebhookConfigState string
 
@@ -246,8 +246,12 @@ type WebhookConfigStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// state is one of new, valid, invalid, deactivated (seed 002). An
-	// organisation needs a valid config for its messages to be delivered.
+	// state is new (created or changed, not tested yet), valid (the last
+	// test passed; messages are delivered here), invalid (the last test
+	// failed, or deliveries kept failing for the manager's
+	// --invalidate-after; see the Ready condition's reason) or deactivated
+	// (spec.deactivated). An organisation needs a valid config for its
+	// messages to be delivered; they wait as Pending meanwhile.
 	// +optional
 	State WebhookConfigState `json:"state,omitempty"`
 

@@ -32,8 +32,6 @@ import (
 	"unicode"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Incoming message vocabulary (seed 000).
@@ -178,7 +176,7 @@ var ErrMalformed = errors.New("malformed JSON")
 // except inside a config object, where unknown keys are kept in Extra. It
 // returns a message only when there is no problem. A body that is not a
 // JSON object gives a single error wrapping ErrMalformed.
-func ParseIncoming(body []byte, opts ParseOptions) (*IncomingMessage, field.ErrorList, error) {
+func ParseIncoming(body []byte, opts ParseOptions) (*IncomingMessage, FieldErrors, error) {
 	return DecodeIncoming(bytes.NewReader(body), opts)
 }
 
@@ -187,7 +185,7 @@ func ParseIncoming(body []byte, opts ParseOptions) (*IncomingMessage, field.Erro
 // so memory does not grow with what a sender puts in the body. An error
 // reading r that is not about the JSON itself (a body over its size limit,
 // a client gone) is returned wrapped, without ErrMalformed.
-func DecodeIncoming(r io.Reader, opts ParseOptions) (*IncomingMessage, field.ErrorList, error) {
+func DecodeIncoming(r io.Reader, opts ParseOptions) (*IncomingMessage, FieldErrors, error) {
 	body := &bodyReader{r: r}
 	w := &walker{opts: opts}
 	extraMax := opts.MaxConfigExtraBytes
@@ -216,17 +214,17 @@ func DecodeIncoming(r io.Reader, opts ParseOptions) (*IncomingMessage, field.Err
 // collecting every problem on the way.
 type walker struct {
 	opts ParseOptions
-	errs field.ErrorList
+	errs FieldErrors
 }
 
 // add reports a problem; past MaxProblems, one last entry says so and the
 // rest are dropped.
-func (w *walker) add(err *field.Error) {
+func (w *walker) add(err *FieldError) {
 	switch {
 	case len(w.errs) < MaxProblems:
 		w.errs = append(w.errs, err)
 	case len(w.errs) == MaxProblems:
-		w.errs = append(w.errs, field.Forbidden(field.NewPath("data"), fmt.Sprintf("more than %d problems; the first %d are listed", MaxProblems, MaxProblems)))
+		w.errs = append(w.errs, forbiddenError(fieldPath("data"), fmt.Sprintf("more than %d problems; the first %d are listed", MaxProblems, MaxProblems)))
 	}
 }
 
@@ -265,8 +263,8 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func (w *walker) wrongType(p *field.Path, v any, want string) {
-	w.add(field.Invalid(p, truncate(v), fmt.Sprintf("must be %s, not %s", want, typeName(v))))
+func (w *walker) wrongType(p fieldPath, v any, want string) {
+	w.add(invalidError(p, truncate(v), fmt.Sprintf("must be %s, not %s", want, typeName(v))))
 }
 
 // truncate keeps a rejected value short in an error.
@@ -288,20 +286,20 @@ func truncate(v any) any {
 }
 
 // str reads a string field. A missing required one is reported.
-func (w *walker) str(obj map[string]any, key string, p *field.Path, required bool, maxLen int) string {
+func (w *walker) str(obj map[string]any, key string, p fieldPath, required bool, maxLen int) string {
 	v, ok := obj[key]
 	if !ok || v == nil {
 		if required {
-			w.add(field.Required(p.Child(key), ""))
+			w.add(requiredError(p.Child(key), ""))
 		}
 		return ""
 	}
-	if n, ok := v.(tooLong); ok {
+	if _, ok := v.(tooLong); ok {
 		limit := maxLen
 		if limit <= 0 {
 			limit = MaxStringLength
 		}
-		w.add(field.TooLong(p.Child(key), truncate(n), limit))
+		w.add(tooLongError(p.Child(key), limit))
 		return ""
 	}
 	s, ok := v.(string)
@@ -310,29 +308,29 @@ func (w *walker) str(obj map[string]any, key string, p *field.Path, required boo
 		return ""
 	}
 	if s == "" && required {
-		w.add(field.Required(p.Child(key), "must not be empty"))
+		w.add(requiredError(p.Child(key), "must not be empty"))
 	}
 	if maxLen > 0 && len(s) > maxLen {
-		w.add(field.TooLong(p.Child(key), "", maxLen))
+		w.add(tooLongError(p.Child(key), maxLen))
 	}
 	if strings.ContainsFunc(s, unicode.IsControl) {
-		w.add(field.Invalid(p.Child(key), truncate(s), "must not contain control characters"))
+		w.add(invalidError(p.Child(key), truncate(s), "must not contain control characters"))
 	}
 	return s
 }
 
 // enum reads a string field that takes one of values.
-func (w *walker) enum(obj map[string]any, key string, p *field.Path, required bool, values []string) string {
+func (w *walker) enum(obj map[string]any, key string, p fieldPath, required bool, values []string) string {
 	s := w.str(obj, key, p, required, 0)
 	if s != "" && !slices.Contains(values, s) {
-		w.add(field.NotSupported(p.Child(key), s, values))
+		w.add(notSupportedError(p.Child(key), s, values))
 		return ""
 	}
 	return s
 }
 
 // object reads an optional object field.
-func (w *walker) object(obj map[string]any, key string, p *field.Path) (map[string]any, bool) {
+func (w *walker) object(obj map[string]any, key string, p fieldPath) (map[string]any, bool) {
 	v, ok := obj[key]
 	if !ok || v == nil {
 		return nil, false
@@ -346,13 +344,13 @@ func (w *walker) object(obj map[string]any, key string, p *field.Path) (map[stri
 }
 
 // list reads an optional list field of at most maxItems.
-func (w *walker) list(obj map[string]any, key string, p *field.Path, maxItems int) []any {
+func (w *walker) list(obj map[string]any, key string, p fieldPath, maxItems int) []any {
 	v, ok := obj[key]
 	if !ok || v == nil {
 		return nil
 	}
 	if n, ok := v.(tooMany); ok {
-		w.add(field.TooMany(p.Child(key), int(n), maxItems))
+		w.add(tooManyError(p.Child(key), int(n), maxItems))
 		return nil
 	}
 	l, ok := v.([]any)
@@ -361,7 +359,7 @@ func (w *walker) list(obj map[string]any, key string, p *field.Path, maxItems in
 		return nil
 	}
 	if len(l) > maxItems {
-		w.add(field.TooMany(p.Child(key), len(l), maxItems))
+		w.add(tooManyError(p.Child(key), len(l), maxItems))
 		return nil
 	}
 	return l
@@ -369,23 +367,23 @@ func (w *walker) list(obj map[string]any, key string, p *field.Path, maxItems in
 
 func (w *walker) message(obj map[string]any) *IncomingMessage {
 	m := &IncomingMessage{
-		SourceMessageID: w.str(obj, "source_message_id", nil, true, MaxIDLength),
-		Type:            w.enum(obj, "type", nil, true, []string{IncomingTypeResource}),
-		Action:          w.enum(obj, "action", nil, true, Actions),
-		Timestamp:       w.str(obj, "timestamp", nil, true, 64),
+		SourceMessageID: w.str(obj, "source_message_id", "", true, MaxIDLength),
+		Type:            w.enum(obj, "type", "", true, []string{IncomingTypeResource}),
+		Action:          w.enum(obj, "action", "", true, Actions),
+		Timestamp:       w.str(obj, "timestamp", "", true, 64),
 	}
 	if m.Timestamp != "" {
 		t, err := time.Parse(time.RFC3339Nano, m.Timestamp)
 		if err != nil {
-			w.add(field.Invalid(field.NewPath("timestamp"), m.Timestamp, "must be an ISO 8601 timestamp with a time zone, such as 2020-10-05T08:39:09+00:00"))
+			w.add(invalidError(fieldPath("timestamp"), m.Timestamp, "must be an ISO 8601 timestamp with a time zone, such as 2020-10-05T08:39:09+00:00"))
 		}
 		m.Time = t
 	}
-	dp := field.NewPath("data")
-	data, ok := w.object(obj, "data", nil)
+	dp := fieldPath("data")
+	data, ok := w.object(obj, "data", "")
 	if !ok {
 		if _, present := obj["data"]; !present || obj["data"] == nil {
-			w.add(field.Required(dp, "an object with resources and interfaces"))
+			w.add(requiredError(dp, "an object with resources and interfaces"))
 		}
 		return m
 	}
@@ -395,7 +393,7 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 	_, manyResources := data["resources"].(tooMany)
 	_, manyInterfaces := data["interfaces"].(tooMany)
 	if len(resources) == 0 && len(interfaces) == 0 && !manyResources && !manyInterfaces {
-		w.add(field.Required(dp, "at least one resource or interface"))
+		w.add(requiredError(dp, "at least one resource or interface"))
 	}
 	ids := map[string]bool{}
 	for i, v := range resources {
@@ -408,7 +406,7 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 		r := w.resource(o, p, deleted)
 		if r.ID != "" {
 			if ids[r.ID] {
-				w.add(field.Duplicate(p.Child("id"), r.ID))
+				w.add(duplicateError(p.Child("id"), r.ID))
 			}
 			ids[r.ID] = true
 		}
@@ -427,7 +425,7 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 		k := ifKey{f.ResourceID, f.Name}
 		if f.Name != "" && f.ResourceID != "" {
 			if seen[k] {
-				w.add(field.Duplicate(p.Child("name"), f.Name))
+				w.add(duplicateError(p.Child("name"), f.Name))
 			}
 			seen[k] = true
 		}
@@ -436,7 +434,7 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 	return m
 }
 
-func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) IncomingResource {
+func (w *walker) resource(o map[string]any, p fieldPath, deleted bool) IncomingResource {
 	r := IncomingResource{
 		ID:     w.str(o, "id", p, true, MaxIDLength),
 		Type:   w.enum(o, "type", p, !deleted, ResourceTypes),
@@ -447,7 +445,7 @@ func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) Incomin
 	cfg, ok := w.object(o, "config", p)
 	if !ok {
 		if r.Type == "URL" && !deleted {
-			w.add(field.Required(cp.Child("address"), "a URL resource needs its address"))
+			w.add(requiredError(cp.Child("address"), "a URL resource needs its address"))
 		}
 		return r
 	}
@@ -474,7 +472,7 @@ func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) Incomin
 			r.Config.Address = w.str(cfg, k, cp, false, MaxAddressLength)
 			if a := r.Config.Address; a != "" {
 				if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					w.add(field.Invalid(cp.Child(k), a, "must be an absolute http:// or https:// URL"))
+					w.add(invalidError(cp.Child(k), a, "must be an absolute http:// or https:// URL"))
 				}
 			}
 		default:
@@ -486,53 +484,54 @@ func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) Incomin
 	}
 	if _, one := cfg["network_interface"]; one {
 		if _, many := cfg["network_interfaces"]; many {
-			w.add(field.Forbidden(cp.Child("network_interfaces"), "send network_interface or network_interfaces, not both"))
+			w.add(forbiddenError(cp.Child("network_interfaces"), "send network_interface or network_interfaces, not both"))
 		}
 	}
 	if len(r.Config.NetworkInterfaces) > MaxNetworkInterfaces {
-		w.add(field.TooMany(cp.Child("network_interfaces"), len(r.Config.NetworkInterfaces), MaxNetworkInterfaces))
+		w.add(tooManyError(cp.Child("network_interfaces"), len(r.Config.NetworkInterfaces), MaxNetworkInterfaces))
 	}
 	switch r.Type {
 	case "VM":
 		if r.Config.Address != "" {
-			w.add(field.Forbidden(cp.Child("address"), "only a URL resource has an address"))
+			w.add(forbiddenError(cp.Child("address"), "only a URL resource has an address"))
 		}
 	case "URL":
 		if len(r.Config.NetworkInterfaces) > 0 {
-			w.add(field.Forbidden(cp.Child("network_interface"), "only a VM resource has network interfaces"))
+			w.add(forbiddenError(cp.Child("network_interface"), "only a VM resource has network interfaces"))
 		}
 		if r.Config.Address == "" && !deleted {
 			if _, sent := cfg["address"]; !sent {
-				w.add(field.Required(cp.Child("address"), "a URL resource needs its address"))
+				w.add(requiredError(cp.Child("address"), "a URL resource needs its address"))
 			}
 		}
 	}
 	return r
 }
 
-func (w *walker) nic(o map[string]any, p *field.Path) NetworkInterface {
+func (w *walker) nic(o map[string]any, p fieldPath) NetworkInterface {
 	n := NetworkInterface{
 		PublicIP:  w.str(o, "public_ip", p, false, 45),
 		PrivateIP: w.str(o, "private_ip", p, false, 45),
 		DNS:       w.str(o, "dns", p, false, 253),
 	}
-	for k, ip := range map[string]string{"public_ip": n.PublicIP, "private_ip": n.PrivateIP} {
-		if ip == "" {
+	// In this order, so that the problems of one body are always listed alike.
+	for _, f := range []struct{ key, ip string }{{"public_ip", n.PublicIP}, {"private_ip", n.PrivateIP}} {
+		if f.ip == "" {
 			continue
 		}
-		if _, err := netip.ParseAddr(ip); err != nil {
-			w.add(field.Invalid(p.Child(k), ip, "must be an IPv4 or IPv6 address"))
+		if _, err := netip.ParseAddr(f.ip); err != nil {
+			w.add(invalidError(p.Child(f.key), f.ip, "must be an IPv4 or IPv6 address"))
 		}
 	}
 	if n.DNS != "" {
-		if msgs := validation.IsDNS1123Subdomain(strings.ToLower(n.DNS)); len(msgs) > 0 {
-			w.add(field.Invalid(p.Child("dns"), n.DNS, "must be a host name such as labs.example.com"))
+		if !isDNSSubdomain(strings.ToLower(n.DNS)) {
+			w.add(invalidError(p.Child("dns"), n.DNS, "must be a host name such as labs.example.com"))
 		}
 	}
 	return n
 }
 
-func (w *walker) iface(o map[string]any, p *field.Path, deleted bool) IncomingInterface {
+func (w *walker) iface(o map[string]any, p fieldPath, deleted bool) IncomingInterface {
 	f := IncomingInterface{
 		Name:       w.str(o, "name", p, true, MaxIDLength),
 		Type:       w.enum(o, "type", p, !deleted, InterfaceTypes),
@@ -542,9 +541,9 @@ func (w *walker) iface(o map[string]any, p *field.Path, deleted bool) IncomingIn
 	if f.Region != "" {
 		switch {
 		case !RegionPattern.MatchString(f.Region):
-			w.add(field.Invalid(p.Child("region"), f.Region, "must be a cloud region code such as us-east-1 or eu-north-1"))
+			w.add(invalidError(p.Child("region"), f.Region, "must be a cloud region code such as us-east-1 or eu-north-1"))
 		case len(w.opts.Regions) > 0 && !slices.Contains(w.opts.Regions, f.Region):
-			w.add(field.NotSupported(p.Child("region"), f.Region, w.opts.Regions))
+			w.add(notSupportedError(p.Child("region"), f.Region, w.opts.Regions))
 		}
 	}
 	cp := p.Child("config")
@@ -573,13 +572,13 @@ func (w *walker) iface(o map[string]any, p *field.Path, deleted bool) IncomingIn
 		}
 	}
 	if f.Type == "WEB_PAGE" && f.Config.Authentication != nil {
-		w.add(field.Forbidden(cp.Child("authentication"), "only TERMINAL and DESKTOP interfaces authenticate"))
+		w.add(forbiddenError(cp.Child("authentication"), "only TERMINAL and DESKTOP interfaces authenticate"))
 	}
 	return f
 }
 
 // port accepts 8080 and "8080".
-func (w *walker) port(v any, p *field.Path) *int32 {
+func (w *walker) port(v any, p fieldPath) *int32 {
 	var s string
 	switch v := v.(type) {
 	case nil:
@@ -594,11 +593,11 @@ func (w *walker) port(v any, p *field.Path) *int32 {
 	}
 	n, err := strconv.ParseInt(s, 10, 32)
 	if err != nil {
-		w.add(field.Invalid(p, truncate(v), "must be a whole number between 1 and 65535"))
+		w.add(invalidError(p, truncate(v), "must be a whole number between 1 and 65535"))
 		return nil
 	}
 	if n < 1 || n > 65535 {
-		w.add(field.Invalid(p, n, validation.InclusiveRangeError(1, 65535)))
+		w.add(invalidError(p, n, inclusiveRange(1, 65535)))
 		return nil
 	}
 	port := int32(n)
@@ -607,29 +606,29 @@ func (w *walker) port(v any, p *field.Path) *int32 {
 
 // auth reads an authentication object. Credential values never appear in
 // an error: only their field paths do.
-func (w *walker) auth(o map[string]any, p *field.Path) *Authentication {
+func (w *walker) auth(o map[string]any, p fieldPath) *Authentication {
 	a := &Authentication{Type: w.enum(o, "type", p, true, AuthTypes), Data: Credentials{}}
 	data, ok := w.object(o, "data", p)
 	if !ok {
 		if _, sent := o["data"]; !sent {
-			w.add(field.Required(p.Child("data"), "the credentials"))
+			w.add(requiredError(p.Child("data"), "the credentials"))
 		}
 		return a
 	}
 	dp := p.Child("data")
 	for _, k := range sortedKeys(data) {
 		v := data[k]
-		if n, ok := v.(tooLong); ok {
-			w.add(field.TooLong(dp.Child(k), truncate(n), MaxStringLength))
+		if _, ok := v.(tooLong); ok {
+			w.add(tooLongError(dp.Child(k), MaxStringLength))
 			continue
 		}
 		s, ok := v.(string)
 		if !ok {
-			w.add(field.Invalid(dp.Child(k), "<"+typeName(v)+">", "must be a string"))
+			w.add(invalidError(dp.Child(k), "<"+typeName(v)+">", "must be a string"))
 			continue
 		}
-		if msgs := validation.IsConfigMapKey(k); len(msgs) > 0 {
-			w.add(field.Invalid(dp.Child(k), "", "must be a Secret key: "+strings.Join(msgs, "; ")))
+		if msgs := secretKeyProblems(k); len(msgs) > 0 {
+			w.add(invalidError(dp.Child(k), "", "must be a Secret key: "+strings.Join(msgs, "; ")))
 			continue
 		}
 		a.Data[k] = s
@@ -643,7 +642,7 @@ func (w *walker) auth(o map[string]any, p *field.Path) *Authentication {
 	}
 	for _, k := range required {
 		if a.Data[k] == "" {
-			w.add(field.Required(dp.Child(k), fmt.Sprintf("authentication type %s needs %s", a.Type, strings.Join(required, " and "))))
+			w.add(requiredError(dp.Child(k), fmt.Sprintf("authentication type %s needs %s", a.Type, strings.Join(required, " and "))))
 		}
 	}
 	return a

@@ -24,7 +24,6 @@ import (
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // The decoder walks a message's known structure token by token and keeps
@@ -126,7 +125,7 @@ func (r *reader) fail(err error) error {
 }
 
 // problem reports e; errStop once more than MaxProblems are reported.
-func (r *reader) problem(e *field.Error) error {
+func (r *reader) problem(e *FieldError) error {
 	r.w.add(e)
 	if r.w.full() {
 		return errStop
@@ -157,7 +156,7 @@ func (r *reader) root() (map[string]any, error) {
 		}
 		return nil, fmt.Errorf("%w: the body must be a JSON object", ErrMalformed)
 	}
-	obj, err := r.object(messageShape, nil)
+	obj, err := r.object(messageShape, "")
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +170,7 @@ func (r *reader) root() (map[string]any, error) {
 }
 
 // value reads the next value, of shape s at p.
-func (r *reader) value(s *shape, p *field.Path) (any, error) {
+func (r *reader) value(s *shape, p fieldPath) (any, error) {
 	switch k := r.dec.PeekKind(); {
 	case k == '{' && (s.fields != nil || s.stringMap):
 		return r.object(s, p)
@@ -216,7 +215,7 @@ func (r *reader) value(s *shape, p *field.Path) (any, error) {
 }
 
 // object reads an object of shape s.
-func (r *reader) object(s *shape, p *field.Path) (map[string]any, error) {
+func (r *reader) object(s *shape, p fieldPath) (map[string]any, error) {
 	if _, err := r.token(); err != nil { // '{'
 		return nil, err
 	}
@@ -232,20 +231,20 @@ func (r *reader) object(s *shape, p *field.Path) (map[string]any, error) {
 		kp := p.Child(shortKey(key))
 		keys++
 		if _, dup := obj[key]; dup {
-			if err := r.problem(field.Duplicate(kp, "the field appears more than once")); err != nil {
+			if err := r.problem(duplicateError(kp, "the field appears more than once")); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case s.stringMap && keys > s.maxItems:
 			if keys == s.maxItems+1 {
-				err = r.problem(field.TooMany(p, keys, s.maxItems))
+				err = r.problem(tooManyError(p, keys, s.maxItems))
 			}
 			if err == nil {
 				err = r.skip()
 			}
 		case s.stringMap && len(key) > MaxIDLength:
-			if err = r.problem(field.TooLong(kp, "", MaxIDLength)); err == nil {
+			if err = r.problem(tooLongError(kp, MaxIDLength)); err == nil {
 				err = r.skip()
 			}
 		case s.stringMap:
@@ -257,14 +256,14 @@ func (r *reader) object(s *shape, p *field.Path) (map[string]any, error) {
 			// of this config object (its name counts too).
 			extraLeft -= len(key)
 			var v any
-			var problem *field.Error
+			var problem *FieldError
 			v, problem, err = r.extra(kp, &extraLeft)
 			switch {
 			case err != nil:
 			case problem != nil:
 				err = r.problem(problem)
 			case extraLeft < 0:
-				err = r.problem(&field.Error{Type: field.ErrorTypeTooLong, Field: p.String(), BadValue: "",
+				err = r.problem(&FieldError{Type: ErrorTypeTooLong, Field: p.String(), BadValue: "",
 					Detail: fmt.Sprintf("the config keys labhook does not know (kept in config.extra) may not be more than %d bytes of JSON", r.extraMax)})
 			default:
 				obj[key] = v
@@ -272,7 +271,7 @@ func (r *reader) object(s *shape, p *field.Path) (map[string]any, error) {
 		case s.open:
 			err = r.skip()
 		default:
-			if err = r.problem(field.Forbidden(kp, fmt.Sprintf("unknown field; the known fields are %s", strings.Join(s.known, ", ")))); err == nil {
+			if err = r.problem(forbiddenError(kp, fmt.Sprintf("unknown field; the known fields are %s", strings.Join(s.known, ", ")))); err == nil {
 				err = r.skip()
 			}
 		}
@@ -288,7 +287,7 @@ func (r *reader) object(s *shape, p *field.Path) (map[string]any, error) {
 
 // list reads a list of shape s: at most s.maxItems items are kept; the
 // rest are counted and skipped.
-func (r *reader) list(s *shape, p *field.Path) (any, error) {
+func (r *reader) list(s *shape, p fieldPath) (any, error) {
 	if _, err := r.token(); err != nil { // '['
 		return nil, err
 	}
@@ -322,11 +321,11 @@ func (r *reader) list(s *shape, p *field.Path) (any, error) {
 // extra reads a config value labhook does not know as a plain tree, taking
 // its size from *left. Past the budget (*left < 0) or MaxDepth, the rest of
 // the value is skipped and nothing is kept.
-func (r *reader) extra(p *field.Path, left *int) (any, *field.Error, error) {
+func (r *reader) extra(p fieldPath, left *int) (any, *FieldError, error) {
 	base := r.dec.StackDepth()
 	start := r.dec.InputOffset()
 	budget := *left
-	var problem *field.Error
+	var problem *FieldError
 	// Containers being built, innermost last, and the name each awaits.
 	type open struct {
 		obj  map[string]any
@@ -338,7 +337,7 @@ func (r *reader) extra(p *field.Path, left *int) (any, *field.Error, error) {
 	for {
 		if r.dec.InputOffset()-start > int64(budget) || len(stack) > MaxDepth {
 			if len(stack) > MaxDepth && problem == nil {
-				problem = field.Invalid(p, "", fmt.Sprintf("must not be nested deeper than %d levels", MaxDepth))
+				problem = invalidError(p, "", fmt.Sprintf("must not be nested deeper than %d levels", MaxDepth))
 			}
 			if len(stack) == 0 {
 				// The value has not begun: skip it whole.

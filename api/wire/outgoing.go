@@ -17,8 +17,8 @@ limitations under the License.
 // Package wire is labhook's wire contract, importable by customers on its
 // own: the incoming and outgoing message formats of the seeds, the outgoing
 // type/status catalogue, the timestamp format, incoming validation, and
-// signing and verification on top of the Standard Webhooks library. Of
-// Kubernetes it imports only apimachinery's validation helpers.
+// signing and verification on top of the Standard Webhooks library. It is
+// a Go module of its own (see README.md) and imports nothing of Kubernetes.
 package wire
 
 import (

@@ -25,14 +25,11 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -40,6 +37,7 @@ import (
 	"github.com/labhook/labhook/controllers"
 	"github.com/labhook/labhook/controllers/secretcache"
 	"github.com/labhook/labhook/controllers/tolerantwatch"
+	"github.com/labhook/labhook/internal/cmdutil"
 )
 
 var version = "dev"
@@ -52,8 +50,7 @@ func main() {
 		pprofAddr                            string
 		leaderElectionNamespace              string
 		leaderElect, secureMetrics           bool
-		qps                                  float64
-		burst                                int
+		common                               cmdutil.Flags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS, only to clients whose token the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview).")
@@ -79,13 +76,9 @@ func main() {
 	flag.BoolVar(&opts.RecordDeliveredMessages, "record-delivered-messages", opts.RecordDeliveredMessages,
 		"Create an OutgoingMessage for every lab message, even when it could be sent directly.")
 	flag.DurationVar(&opts.RotationGracePeriod, "rotation-grace-period", opts.RotationGracePeriod, "How long a rotated-out signing secret still signs.")
-	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side QPS towards the API server.")
-	flag.IntVar(&burst, "kube-api-burst", 1000, "Client-side burst towards the API server.")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
+	common.Bind(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
+	log := common.SetupLogger()
 
 	for name, v := range map[string]int{
 		"--max-concurrent-deliveries":                  opts.MaxConcurrentDeliveries,
@@ -114,13 +107,12 @@ func main() {
 		opts.AllowedTargetCIDRs = append(opts.AllowedTargetCIDRs, p)
 	}
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(labhookv1alpha1.AddToScheme(scheme))
-
-	cfg := ctrl.GetConfigOrDie()
-	cfg.QPS, cfg.Burst = float32(qps), burst
-	cfg.UserAgent = fmt.Sprintf("labhook-manager/%s", version)
+	scheme := cmdutil.Scheme()
+	cfg, err := common.RESTConfig("manager", version)
+	if err != nil {
+		log.Error(err, "unable to get the API server's config")
+		os.Exit(1)
+	}
 
 	metricsOpts := metricsserver.Options{
 		BindAddress:   metricsAddr,

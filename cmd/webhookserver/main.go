@@ -26,14 +26,10 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/internal/cmdutil"
 	"github.com/labhook/labhook/webhookserver"
 )
 
@@ -43,8 +39,7 @@ func main() {
 	opts := webhookserver.DefaultOptions()
 	var (
 		bindAddr, metricsAddr, regions string
-		qps                            float64
-		burst                          int
+		common                         cmdutil.Flags
 	)
 	flag.StringVar(&bindAddr, "bind-address", ":8090", "Address of the incoming endpoint, /healthz and /readyz.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8091", "Address of /metrics; 0 disables it.")
@@ -67,23 +62,19 @@ func main() {
 	flag.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "The key of --tls-cert-file.")
 	flag.DurationVar(&opts.RequestTimeout, "request-timeout", opts.RequestTimeout, "Time allowed for the API writes of one message.")
 	flag.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", opts.ShutdownTimeout, "Time allowed to drain in-flight requests on shutdown.")
-	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side QPS towards the API server.")
-	flag.IntVar(&burst, "kube-api-burst", 1000, "Client-side burst towards the API server.")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
+	common.Bind(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
+	log := common.SetupLogger()
 	if limit := webhookserver.SetMemoryLimitFromEnv(); limit > 0 {
 		log.Info("Go memory limit set from the container's", "bytes", limit)
 	}
-	if err := run(opts, bindAddr, metricsAddr, regions, qps, burst); err != nil {
+	if err := run(opts, bindAddr, metricsAddr, regions, &common); err != nil {
 		log.Error(err, "webhookserver stopped")
 		os.Exit(1)
 	}
 }
 
-func run(opts webhookserver.Options, bindAddr, metricsAddr, regions string, qps float64, burst int) error {
+func run(opts webhookserver.Options, bindAddr, metricsAddr, regions string, common *cmdutil.Flags) error {
 	for _, r := range strings.Split(regions, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			opts.Regions = append(opts.Regions, r)
@@ -95,18 +86,12 @@ func run(opts webhookserver.Options, bindAddr, metricsAddr, regions string, qps 
 	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(labhookv1alpha1.AddToScheme(scheme))
-
-	cfg, err := ctrl.GetConfig()
+	cfg, err := common.RESTConfig("webhookserver", version)
 	if err != nil {
 		return err
 	}
-	cfg.QPS, cfg.Burst = float32(qps), burst
-	cfg.UserAgent = "labhook-webhookserver/" + version
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme:                 cmdutil.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: "0", // /healthz and /readyz are on --bind-address
 		Cache:                  webhookserver.CacheOptions(),

@@ -39,6 +39,7 @@ import (
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/internal/plugin"
+	"github.com/labhook/labhook/internal/testenv"
 	"github.com/labhook/labhook/webhookserver"
 )
 
@@ -65,23 +66,10 @@ func startWebhookServer() string {
 	Expect(err).NotTo(HaveOccurred())
 	_, err = webhookserver.Setup(mgr, ln, webhookserver.DefaultOptions())
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	DeferCleanup(func() { cancel(); <-done })
+	stop := testenv.Run(mgr)
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 	base := "http://" + ln.Addr().String()
-	Eventually(func() (int, error) {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return 0, err
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode, nil
-	}).Should(Equal(http.StatusOK))
+	Eventually(testenv.StatusCode(http.DefaultClient, base+"/readyz")).Should(Equal(http.StatusOK))
 	return base
 }
 

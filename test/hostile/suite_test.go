@@ -26,9 +26,6 @@ package hostile
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,14 +35,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/labhook/labhook/test/internal/cluster"
-	"github.com/labhook/labhook/test/internal/process"
+	"github.com/labhook/labhook/test/internal/suite"
 )
 
+// The suite's binaries, directory and control plane; root, tmp and cl are
+// env's, for short.
 var (
+	env       *suite.Env
 	root, tmp string
 	cl        *cluster.Cluster
-	binaries  = map[string]string{}
-	nsCounter atomic.Int64
 )
 
 func TestHostile(t *testing.T) {
@@ -60,40 +58,32 @@ func TestHostile(t *testing.T) {
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrllog.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	root, err = cluster.RepoRoot()
-	Expect(err).NotTo(HaveOccurred())
-	tmp, err = os.MkdirTemp("", "labhook-hostile-")
-	Expect(err).NotTo(HaveOccurred())
-	for _, name := range []string{"manager", "webhookserver"} {
-		p, err := process.Build(ctx, root, tmp, name)
-		Expect(err).NotTo(HaveOccurred())
-		binaries[name] = p
+	env, err = suite.Start(ctx, "labhook-hostile-", "manager", "webhookserver")
+	if env != nil {
+		root, tmp, cl = env.Root, env.Tmp, env.Cluster
 	}
-	cl, err = cluster.Start(tmp)
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("logs and kubeconfig in %s\n", tmp)
 }, NodeTimeout(5*time.Minute))
 
 var _ = AfterSuite(func() {
-	if cl != nil {
-		Expect(cl.Stop()).To(Succeed())
-	}
-	if !CurrentSpecReport().Failed() {
-		_ = os.RemoveAll(tmp)
+	if env != nil {
+		Expect(env.Stop(CurrentSpecReport().Failed())).To(Succeed())
 	}
 })
 
 // binary returns a labhook binary built for the suite.
-func binary(name string) string { return binaries[name] }
+func binary(name string) string { return env.Binary(name) }
 
 // newNamespace creates a fresh organisation for one spec.
 func newNamespace(ctx context.Context, prefix string) string {
-	ns := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
-	Expect(cl.Namespace(ctx, ns)).To(Succeed())
+	GinkgoHelper()
+	ns, err := env.Namespace(ctx, prefix)
+	Expect(err).NotTo(HaveOccurred())
 	return ns
 }
 
-func logPath(name string) string { return filepath.Join(tmp, name+".log") }
+func logPath(name string) string { return env.LogPath(name) }
 
 // report prints a figure both to the test output and to the report.
 func report(format string, args ...any) {

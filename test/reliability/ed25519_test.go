@@ -85,14 +85,15 @@ var _ = Describe("Ed25519 end to end", func() {
 				Signature: labhookv1alpha1.SignatureEd25519},
 		}
 		Expect(cl.Client.Create(ctx, whc)).To(Succeed())
-		get := func() *labhookv1alpha1.WebhookConfig {
+		// get reads the config; polled, its failures are g's.
+		get := func(g Gomega) *labhookv1alpha1.WebhookConfig {
 			w := &labhookv1alpha1.WebhookConfig{}
-			Expect(cl.Client.Get(ctx, client.ObjectKeyFromObject(whc), w)).To(Succeed())
+			g.Expect(cl.Client.Get(ctx, client.ObjectKeyFromObject(whc), w)).To(Succeed())
 			return w
 		}
-		Eventually(func() labhookv1alpha1.WebhookConfigState { return get().Status.State }).
+		Eventually(func(g Gomega) labhookv1alpha1.WebhookConfigState { return get(g).Status.State }).
 			WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).Should(Equal(labhookv1alpha1.StateValid), "receiver log:\n%s", rcv.Tail(20))
-		first := get().Status.PublicKey
+		first := get(Default).Status.PublicKey
 		Expect(first).To(HavePrefix(wire.PublicKeyPrefix))
 		Expect(fetchJWKS(base, ns)).To(Equal([]string{first}))
 
@@ -104,20 +105,20 @@ var _ = Describe("Ed25519 end to end", func() {
 			}
 			Expect(cl.Client.Create(ctx, om)).To(Succeed())
 			Expect(rcv.WaitForLine(`"message_id":"`+name+`"`, 30*time.Second)).To(Succeed(), "receiver log:\n%s", rcv.Tail(20))
-			Eventually(func() labhookv1alpha1.MessagePhase {
-				Expect(cl.Client.Get(ctx, client.ObjectKeyFromObject(om), om)).To(Succeed())
+			Eventually(func(g Gomega) labhookv1alpha1.MessagePhase {
+				g.Expect(cl.Client.Get(ctx, client.ObjectKeyFromObject(om), om)).To(Succeed())
 				return om.Status.Phase
 			}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(labhookv1alpha1.MessageDelivered))
 		}
 		deliver("ed-before")
 
 		By("serving both keys during a rotation's grace period, and delivering signed with both")
-		w := get()
+		w := get(Default)
 		w.Annotations = map[string]string{labhookv1alpha1.AnnotationRotateSecretRequestedAt: "r1"}
 		Expect(cl.Client.Update(ctx, w)).To(Succeed())
-		Eventually(func() string { return get().Status.PreviousPublicKey }).WithTimeout(20 * time.Second).
+		Eventually(func(g Gomega) string { return get(g).Status.PreviousPublicKey }).WithTimeout(20 * time.Second).
 			WithPolling(100 * time.Millisecond).Should(Equal(first))
-		second := get().Status.PublicKey
+		second := get(Default).Status.PublicKey
 		Expect(second).NotTo(Equal(first))
 		Eventually(func() ([]string, error) { return fetchJWKS(base, ns) }).WithTimeout(20 * time.Second).WithPolling(jwksPolling).
 			Should(Equal([]string{second, first}))
@@ -126,9 +127,9 @@ var _ = Describe("Ed25519 end to end", func() {
 		By("serving only the new key after the grace period; the receiver fetches it on its first miss")
 		Eventually(func() ([]string, error) { return fetchJWKS(base, ns) }).
 			WithTimeout(grace + 20*time.Second).WithPolling(jwksPolling).Should(Equal([]string{second}))
-		Expect(get().Status.PreviousPublicKey).To(BeEmpty())
+		Expect(get(Default).Status.PreviousPublicKey).To(BeEmpty())
 		deliver("ed-after")
-		Expect(get().Status.State).To(Equal(labhookv1alpha1.StateValid))
+		Expect(get(Default).Status.State).To(Equal(labhookv1alpha1.StateValid))
 		Expect(strings.Join(rcv.Output(), "\n")).NotTo(ContainSubstring("refused message"),
 			"no message labhook signed was refused")
 		report("ed25519: the reference receiver verified the test message and 3 deliveries (before, during and after a rotation) with keys from the JWKS only")
