@@ -121,8 +121,13 @@ type LabInterfaceSpec struct {
 	// +optional
 	Config *LabInterfaceConfig `json:"config,omitempty"`
 
-	// webhookConfigRef names the WebhookConfig that receives this interface's
-	// messages. Empty: the namespace's default config.
+	// webhookConfigRef names the WebhookConfig, in this namespace, that
+	// receives this interface's messages. Empty: the namespace's default config.
+	// The webhookserver sets it from the annotation labhook.io/webhook-config
+	// of the API-key Secret that authenticated the message (and leaves it to
+	// another field manager that owns it). A name that matches no usable
+	// config does not lose messages: they wait, with the reason
+	// NoUsableWebhookConfig, until the config exists and is valid.
 	// +optional
 	WebhookConfigRef *LocalObjectReference `json:"webhookConfigRef,omitempty"`
 }
