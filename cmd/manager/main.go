@@ -145,10 +145,13 @@ func main() {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	// The cache's informers decode through a transport that skips, rather
-	// than fails on, a labhook object whose stored JSON the Go types refuse,
-	// so one such object never stops the watch for every organisation.
+	// The cache's informers read through two filters: first the objects of
+	// other shards' organisations are dropped before anything decodes them;
+	// then a labhook object whose stored JSON the Go types refuse is
+	// skipped rather than failing the list, so one such object never stops
+	// the watch for every organisation.
 	cacheCfg := rest.CopyConfig(cfg)
+	cacheCfg.Wrap(orgs.Transport)
 	cacheCfg.Wrap(tolerantwatch.New(scheme, labhookv1alpha1.GroupVersion.Group).Transport)
 	cacheHTTP, err := rest.HTTPClientFor(cacheCfg)
 	if err != nil {

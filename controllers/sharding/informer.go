@@ -31,18 +31,13 @@ import (
 	"k8s.io/client-go/util/watchlist"
 )
 
-// maxDropped bounds the namespaces a scope remembers having left out
-// between two lists; past it, any organisation that joins makes it list
-// again.
-const maxDropped = 10000
-
 // NewInformer is a cache.Options.NewInformer: the informer it builds keeps
 // only the objects of the namespaces o serves, and lists again when one
 // joins or leaves.
 func (o *Organisations) NewInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration,
 	indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 	s := &scopedListWatch{orgs: o, inner: toolscache.ToListerWatcherWithContext(lw), innerRaw: lw,
-		dropped: map[string]struct{}{}, unknown: map[string]struct{}{}, watches: map[*scopedWatch]struct{}{}}
+		watches: map[*scopedWatch]struct{}{}}
 	inf := toolscache.NewSharedIndexInformer(s, obj, resync, indexers)
 	s.store = inf.GetIndexer()
 	o.subscribe(s)
@@ -50,7 +45,9 @@ func (o *Organisations) NewInformer(lw toolscache.ListerWatcher, obj runtime.Obj
 }
 
 // scopedListWatch is one informer's list and watch, limited to the
-// namespaces its Organisations serve.
+// namespaces its Organisations serve. (Transport drops most other objects
+// before they are decoded; this is the check that holds whatever the
+// encoding.)
 type scopedListWatch struct {
 	orgs     *Organisations
 	inner    toolscache.ListerWatcherWithContext
@@ -59,16 +56,8 @@ type scopedListWatch struct {
 
 	mu sync.Mutex
 	// stale: the informer must list again; its next watch ends at once.
-	stale bool
-	// dropped holds the namespaces whose objects were left out since the
-	// last list: if one joins, the informer lacks them and must list.
-	dropped map[string]struct{}
-	// unknown holds the namespaces not seen yet whose objects were let
-	// through (as unlabelled) since the last list: if the Namespace then
-	// shows another shard's label, the informer must list to drop them.
-	unknown  map[string]struct{}
-	overflow bool
-	watches  map[*scopedWatch]struct{}
+	stale   bool
+	watches map[*scopedWatch]struct{}
 }
 
 var (
@@ -91,8 +80,8 @@ func (s *scopedListWatch) Watch(opts metav1.ListOptions) (watch.Interface, error
 }
 
 // ListWithContext lists, leaving out the objects of namespaces not served.
-// The first page of a list starts afresh: what it returns is complete for
-// the organisations served now.
+// The first page of a list clears the need to list again: what it returns
+// is complete for the organisations served now.
 func (s *scopedListWatch) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 	if opts.Continue == "" {
 		s.restart()
@@ -140,79 +129,16 @@ func (s *scopedListWatch) WatchWithContext(ctx context.Context, opts metav1.List
 	return w, nil
 }
 
-// restart begins a list: nothing is left out yet, and nothing is stale.
+// restart begins a list: nothing is stale.
 func (s *scopedListWatch) restart() {
 	s.mu.Lock()
-	s.stale, s.overflow = false, false
-	clear(s.dropped)
-	clear(s.unknown)
+	s.stale = false
 	s.mu.Unlock()
 }
 
-// keep reports whether obj's namespace is served. It remembers the
-// namespaces whose objects it leaves out, and those not seen yet whose
-// objects it lets through, for changed.
 func (s *scopedListWatch) keep(obj runtime.Object) bool {
 	ns := namespaceOf(obj)
-	if ns == "" {
-		return true
-	}
-	served, known := s.orgs.lookupShared(ns)
-	if served && known {
-		return true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	set := s.dropped
-	if served {
-		set = s.unknown
-	}
-	if len(set) >= maxDropped {
-		s.overflow = true
-	} else {
-		set[ns] = struct{}{}
-	}
-	// The Namespace may have been seen between lookupShared and here,
-	// after changed looked for it: then this is the list it needs.
-	if now, _ := s.orgs.lookupShared(ns); now != served {
-		s.expireLocked()
-	}
-	return served
-}
-
-// changed is told that ns joined (served) or left this shard, or was seen
-// for the first time with another shard's label. A namespace that joins
-// needs a list only if its objects were left out. One that leaves always
-// does, so its objects leave the cache as deletions (an event let through
-// just before the change may not be in the store yet); seen for the first
-// time, only if its objects were let through.
-func (s *scopedListWatch) changed(ns string, served, firstSight bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, left := s.dropped[ns]
-	_, passed := s.unknown[ns]
-	delete(s.dropped, ns)
-	delete(s.unknown, ns)
-	switch {
-	case served && !left && !s.overflow:
-		return
-	case !served && firstSight && !passed && !s.overflow && !s.hasObjects(ns):
-		return
-	}
-	s.expireLocked()
-}
-
-// forget is told that namespace ns was deleted. Its objects were deleted
-// before it, so nothing is listed, unless it was served and some are
-// still in the store.
-func (s *scopedListWatch) forget(ns string, served bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.dropped, ns)
-	delete(s.unknown, ns)
-	if served && s.hasObjects(ns) {
-		s.expireLocked()
-	}
+	return ns == "" || s.orgs.keep(ns)
 }
 
 func (s *scopedListWatch) hasObjects(ns string) bool {
@@ -230,9 +156,11 @@ func (s *scopedListWatch) hasObjects(ns string) bool {
 	return false
 }
 
-// expireLocked makes the informer list again: its open watch ends with
-// 410 Expired, or the next one does. Call with s.mu held.
-func (s *scopedListWatch) expireLocked() {
+// expire makes the informer list again: its open watch ends with 410
+// Expired, or the next one does.
+func (s *scopedListWatch) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.stale {
 		relists.Inc()
 	}

@@ -108,10 +108,24 @@ type Organisations struct {
 	startErr  error
 
 	mu     sync.RWMutex
-	served map[string]bool // every namespace seen: served here or not
-	count  int
+	ns     map[string]nsState // namespaces seen, or whose objects were
+	count  int                // namespaces seen and served
 	synced bool
 	scopes []*scopedListWatch
+}
+
+// nsState is what is known of one namespace.
+type nsState struct {
+	// known: its Namespace was seen, and served says whether this manager
+	// serves it. Until it is seen, it counts as unlabelled.
+	known, served bool
+	// dropped: objects of it were left out of the cache (it was not
+	// served). If it joins, the informers lack them and must list again.
+	dropped bool
+	// passed: objects of it were let into the cache before its Namespace
+	// was seen. If it then shows another shard's label, the informers
+	// must list again to drop them.
+	passed bool
 }
 
 // New follows the cluster's Namespaces for the manager started with
@@ -127,7 +141,7 @@ func New(cfg *rest.Config, scheme *runtime.Scheme, shard string) (*Organisations
 	}
 	inf := metadatainformer.NewFilteredMetadataInformer(mc, corev1.SchemeGroupVersion.WithResource("namespaces"),
 		"", 0, toolscache.Indexers{}, nil).Informer()
-	o := &Organisations{shard: shard, scheme: scheme, informer: inf, served: map[string]bool{},
+	o := &Organisations{shard: shard, scheme: scheme, informer: inf, ns: map[string]nsState{},
 		log: ctrl.Log.WithName("sharding").WithValues("shard", shard)}
 	// Only the name and the shard label are ever read: thousands of
 	// namespaces cost a few hundred KiB.
@@ -169,27 +183,39 @@ func (o *Organisations) Shard() string { return o.shard }
 func (o *Organisations) Has(ns string) bool {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return o.has(ns)
+	return o.served(o.ns[ns])
 }
 
-func (o *Organisations) has(ns string) bool {
-	served, _ := o.lookup(ns)
-	return served
-}
-
-// lookup reports whether ns is served and whether its Namespace was seen.
-func (o *Organisations) lookup(ns string) (served, known bool) {
-	if s, ok := o.served[ns]; ok {
-		return s, true
+func (o *Organisations) served(st nsState) bool {
+	if st.known {
+		return st.served
 	}
-	return o.shard == "", false
+	return o.shard == ""
 }
 
-// lookupShared is lookup under the read lock.
-func (o *Organisations) lookupShared(ns string) (served, known bool) {
+// keep reports whether objects of namespace ns belong in the cache, and
+// remembers what it decided for a namespace that may join or leave.
+func (o *Organisations) keep(ns string) bool {
 	o.mu.RLock()
-	defer o.mu.RUnlock()
-	return o.lookup(ns)
+	st := o.ns[ns]
+	o.mu.RUnlock()
+	if st.known && (st.served || st.dropped) {
+		return st.served
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st = o.ns[ns]
+	served := o.served(st)
+	switch {
+	case !served:
+		st.dropped = true
+	case !st.known:
+		st.passed = true
+	default:
+		return true
+	}
+	o.ns[ns] = st
+	return served
 }
 
 // Namespaces returns how many namespaces this manager serves.
@@ -199,49 +225,72 @@ func (o *Organisations) Namespaces() int {
 	return o.count
 }
 
-// observe records a namespace's label, or its deletion, and tells every
-// informer's scope when it joined or left this shard.
+// observe records a namespace's label, or its deletion, and makes the
+// informers list again when what they hold is no longer what it serves: a
+// namespace that joins needs a list only if its objects were left out; one
+// that leaves always does, so its objects leave the cache as deletions (an
+// event let through just before the change may not be in the store yet);
+// one seen for the first time with another shard's label, only if its
+// objects were let in meanwhile.
 func (o *Organisations) observe(obj any, exists bool) {
 	m, ok := obj.(metav1.Object)
 	if !ok {
 		return
 	}
 	name := m.GetName()
+	label := m.GetLabels()[labhookv1alpha1.LabelShard]
 	o.mu.Lock()
-	was, known := o.lookup(name)
-	counted := o.served[name] // false when not seen yet
-	now := o.shard == ""
-	if exists {
-		now = m.GetLabels()[labhookv1alpha1.LabelShard] == o.shard
-		o.served[name] = now
-	} else {
-		delete(o.served, name)
+	st := o.ns[name]
+	was := o.served(st)
+	now := exists && label == o.shard
+	relist := false
+	switch {
+	case !exists:
+		// Its objects are deleted before the Namespace is.
+		relist = was && o.anyObjects(name)
+		delete(o.ns, name)
+	case now && !was:
+		relist = st.dropped
+		o.ns[name] = nsState{known: true, served: true}
+	case !now && was && st.known:
+		relist = true
+		o.ns[name] = nsState{known: true, dropped: true}
+	case !now && was:
+		relist = st.passed || o.anyObjects(name)
+		o.ns[name] = nsState{known: true, dropped: st.passed}
+	default:
+		o.ns[name] = nsState{known: true, served: now, dropped: st.dropped && !now}
 	}
-	o.count += b2i(exists && now) - b2i(counted)
+	o.count += b2i(exists && now) - b2i(st.known && st.served)
 	servedNamespaces.Set(float64(o.count))
 	synced, scopes := o.synced, append([]*scopedListWatch(nil), o.scopes...)
 	o.mu.Unlock()
-	switch {
-	case !exists:
-		// Its objects are gone before the Namespace is: nothing to list.
+	if relist {
 		for _, s := range scopes {
-			s.forget(name, was)
-		}
-		if synced && was {
-			o.log.Info("organisation deleted", "namespace", name)
-		}
-	case now != was:
-		if synced && (known || now) {
-			msg := "organisation left this shard"
-			if now {
-				msg = "organisation joined this shard"
-			}
-			o.log.Info(msg, "namespace", name, "label", m.GetLabels()[labhookv1alpha1.LabelShard])
-		}
-		for _, s := range scopes {
-			s.changed(name, now, !known)
+			s.expire()
 		}
 	}
+	if !synced || now == was || (!st.known && !now) {
+		return
+	}
+	msg := "organisation left this shard"
+	switch {
+	case !exists:
+		msg = "organisation deleted"
+	case now:
+		msg = "organisation joined this shard"
+	}
+	o.log.Info(msg, "namespace", name, "label", label)
+}
+
+// anyObjects reports whether any informer holds an object of ns.
+func (o *Organisations) anyObjects(ns string) bool {
+	for _, s := range o.scopes {
+		if s.hasObjects(ns) {
+			return true
+		}
+	}
+	return false
 }
 
 // start runs the Namespace informer and waits until it has every

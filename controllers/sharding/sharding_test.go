@@ -17,6 +17,11 @@ limitations under the License.
 package sharding_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -41,7 +46,7 @@ var _ = Describe("Organisations of a shard", func() {
 			resource(ctx, ns, "before-start")
 			Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "key", Namespace: ns}})).To(Succeed())
 		}
-		alpha, beta, open := startShard("alpha"), startShard("beta"), startShard("")
+		alpha, beta, open := startShard("alpha", true), startShard("beta", false), startShard("", true)
 		for _, ns := range all {
 			resource(ctx, ns, "after-start") // arrives through the watch
 		}
@@ -80,7 +85,7 @@ var _ = Describe("Organisations of a shard", func() {
 		for _, n := range names {
 			resource(ctx, ns, n)
 		}
-		alpha, beta := startShard("alpha"), startShard("beta")
+		alpha, beta := startShard("alpha", true), startShard("beta", false)
 		Eventually(func() []string { return listed(ctx, alpha, ns) }).Should(HaveLen(3))
 		Expect(listed(ctx, beta, ns)).To(BeEmpty())
 		Expect(beta.events(beta.added, ns+"/r1")).To(BeZero())
@@ -122,7 +127,7 @@ var _ = Describe("Organisations of a shard", func() {
 	It("hands an organisation whose label is removed to the unsharded manager, and takes it back", func(ctx SpecContext) {
 		ns := organisation(ctx, "unlabel", "alpha")
 		resource(ctx, ns, "r1")
-		alpha, open := startShard("alpha"), startShard("")
+		alpha, open := startShard("alpha", false), startShard("", true)
 		Eventually(func() []string { return listed(ctx, alpha, ns) }).Should(HaveLen(1))
 		Expect(listed(ctx, open, ns)).To(BeEmpty())
 
@@ -136,7 +141,7 @@ var _ = Describe("Organisations of a shard", func() {
 	})
 
 	It("lists nothing again for an organisation created with its label", func(ctx SpecContext) {
-		alpha, beta, open := startShard("alpha"), startShard("beta"), startShard("")
+		alpha, beta, open := startShard("alpha", true), startShard("beta", true), startShard("", true)
 		// Let the caches settle; then count.
 		time.Sleep(500 * time.Millisecond)
 		before := sharding.Relists()
@@ -155,7 +160,7 @@ var _ = Describe("Organisations of a shard", func() {
 		betaNS := organisation(ctx, "reader-beta", "beta")
 		resource(ctx, alphaNS, "r1")
 		resource(ctx, betaNS, "r1")
-		alpha := startShard("alpha")
+		alpha := startShard("alpha", true)
 		r := alpha.orgs.Reader(k8sClient)
 		Expect(r.Get(ctx, client.ObjectKey{Namespace: alphaNS, Name: "r1"}, &labhookv1alpha1.LabResource{})).To(Succeed())
 		err := r.Get(ctx, client.ObjectKey{Namespace: betaNS, Name: "r1"}, &labhookv1alpha1.LabResource{})
@@ -167,6 +172,54 @@ var _ = Describe("Organisations of a shard", func() {
 		Expect(list.Items).To(BeEmpty())
 		By("cluster-scoped objects are not an organisation's")
 		Expect(r.Get(ctx, client.ObjectKey{Name: betaNS}, &corev1.Namespace{})).To(Succeed())
+	})
+
+	It("drops other shards' objects from JSON lists and watch streams before anything decodes them", func(ctx SpecContext) {
+		alphaNS := organisation(ctx, "wire-alpha", "alpha")
+		betaNS := organisation(ctx, "wire-beta", "beta")
+		alpha := startShard("alpha", true)
+		item := func(ns, name string) string {
+			return fmt.Sprintf(`{"apiVersion":"labhook.io/v1alpha1","kind":"LabResource","metadata":{"name":%q,"namespace":%q}}`, name, ns)
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Query().Get("watch") == "true" {
+				for _, ev := range []string{
+					`{"type":"ADDED","object":` + item(betaNS, "b1") + `}`,
+					`{"type":"ADDED","object":` + item(alphaNS, "a1") + `}`,
+					`{"type":"MODIFIED","object":` + item(betaNS, "b1") + `}`,
+					`{"type":"BOOKMARK","object":{"apiVersion":"labhook.io/v1alpha1","kind":"LabResource","metadata":{"resourceVersion":"9"}}}`,
+					`{"type":"DELETED","object":` + item(alphaNS, "a1") + `}`,
+				} {
+					fmt.Fprintln(w, ev)
+				}
+				return
+			}
+			fmt.Fprintf(w, `{"apiVersion":"labhook.io/v1alpha1","kind":"LabResourceList","metadata":{"resourceVersion":"7"},"items":[%s,%s,%s]}`,
+				item(betaNS, "b1"), item(alphaNS, "a1"), item(betaNS, "b2"))
+		}))
+		DeferCleanup(srv.Close)
+		hc := &http.Client{Transport: alpha.orgs.Transport(http.DefaultTransport)}
+
+		resp, err := hc.Get(srv.URL + "/apis/labhook.io/v1alpha1/labresources")
+		Expect(err).NotTo(HaveOccurred())
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		var list labhookv1alpha1.LabResourceList
+		Expect(json.Unmarshal(body, &list)).To(Succeed(), string(body))
+		Expect(list.Items).To(HaveLen(1))
+		Expect(list.Items[0].Namespace).To(Equal(alphaNS))
+		Expect(list.ResourceVersion).To(Equal("7"))
+
+		resp, err = hc.Get(srv.URL + "/apis/labhook.io/v1alpha1/labresources?watch=true")
+		Expect(err).NotTo(HaveOccurred())
+		body, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+		Expect(lines).To(HaveLen(3), string(body))
+		Expect(lines[0]).To(And(HavePrefix(`{"type":"ADDED"`), ContainSubstring(alphaNS)))
+		Expect(lines[1]).To(HavePrefix(`{"type":"BOOKMARK"`))
+		Expect(lines[2]).To(And(HavePrefix(`{"type":"DELETED"`), ContainSubstring(alphaNS)))
 	})
 
 	It("refuses a shard name that cannot be a label value and a Lease name, naming the flag", func() {

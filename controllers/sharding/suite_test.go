@@ -121,11 +121,20 @@ type shardCache struct {
 }
 
 // startShard starts a cache for shard ("" for the unsharded manager) and
-// waits until it has synced. It stops with the spec.
-func startShard(shard string) *shardCache {
+// waits until it has synced. It stops with the spec. With viaTransport,
+// its HTTP client drops other shards' objects before they are decoded, as
+// cmd/manager's does; without, the informers alone filter them.
+func startShard(shard string, viaTransport bool) *shardCache {
 	orgs, err := sharding.New(cfg, scheme, shard)
 	Expect(err).NotTo(HaveOccurred())
-	c, err := orgs.NewCache(cache.New)(cfg, cache.Options{Scheme: scheme})
+	opts := cache.Options{Scheme: scheme}
+	if viaTransport {
+		c := rest.CopyConfig(cfg)
+		c.Wrap(orgs.Transport)
+		opts.HTTPClient, err = rest.HTTPClientFor(c)
+		Expect(err).NotTo(HaveOccurred())
+	}
+	c, err := orgs.NewCache(cache.New)(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	s := &shardCache{Cache: c, orgs: orgs, added: map[string]int{}, deleted: map[string]int{}, updated: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
