@@ -18,15 +18,10 @@ package webhookserver
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http"
-	"strings"
-	"sync"
-	"time"
+	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
@@ -43,500 +37,135 @@ import (
 )
 
 const (
-	kindResource  = "LabResource"
-	kindInterface = "LabInterface"
-	kindSecret    = "Secret"
+	kindResource        = "LabResource"
+	kindInterface       = "LabInterface"
+	kindSecret          = "Secret"
+	kindOutgoingMessage = "OutgoingMessage"
 )
 
-// messagePlan is a validated message with the names of what it writes.
+// A message is applied in three stages. Prefetch reads every object the
+// message names, in parallel. Judge decides, for each object, before any
+// write, what the message does to it: create or update it, nothing (a
+// replay of this very message, or a stale message), or refuse the whole
+// message (another entity's object, an object being deleted, an ambiguous
+// reuse of source_message_id, a Secret the webhookserver did not create).
+// Write applies the verdicts in dependency order; each write carries the
+// resourceVersion it was judged on, so a concurrent change makes it read
+// the object again and judge it again rather than overwrite.
+
+// messagePlan is a validated message, what it names and what was read.
 type messagePlan struct {
 	ns         string
 	msg        *wire.IncomingMessage
-	resources  []plannedResource
-	interfaces []plannedInterface
+	bodyHash   string
+	resources  []*plannedResource
+	interfaces []*plannedInterface
 	byID       map[string]*plannedResource
-	errs       field.ErrorList
 
-	// fetched is the metadata of every object the message names, read
-	// from the API server once before the first write.
-	fetched map[string]fetchedMeta
-}
-
-type fetchedMeta struct {
-	obj   *metav1.PartialObjectMetadata
-	found bool
+	// refs are the resources that interfaces refer to and the message
+	// does not carry, by id; nil when there is none.
+	refs map[string]*labhookv1alpha1.LabResource
+	// reply is the outgoing message source_message_id names, if labhook
+	// sent it to this organisation; om is it when it is an OutgoingMessage.
+	reply *ReplyTo
+	om    *labhookv1alpha1.OutgoingMessage
 }
 
 type plannedResource struct {
 	in   wire.IncomingResource
 	name string
 	path *field.Path
+	cur  *labhookv1alpha1.LabResource // nil: absent
+	v    verdict
 }
 
 type plannedInterface struct {
 	in                   wire.IncomingInterface
 	name, resource, auth string
 	path                 *field.Path
+	cur                  *labhookv1alpha1.LabInterface // nil: absent
+	secret               *corev1.Secret                // nil: absent or no auth
+	v                    verdict
 }
 
-// plan names every object of msg, refusing two entries that would write
-// the same object.
-func plan(ns string, msg *wire.IncomingMessage) *messagePlan {
-	p := &messagePlan{ns: ns, msg: msg, byID: map[string]*plannedResource{}}
+// plan names every object of msg.
+func plan(ns string, msg *wire.IncomingMessage, bodyHash string) *messagePlan {
+	p := &messagePlan{ns: ns, msg: msg, bodyHash: bodyHash, byID: map[string]*plannedResource{}}
 	data := field.NewPath("data")
-	taken := map[string]*field.Path{}
 	for i, r := range msg.Resources {
-		pr := plannedResource{in: r, name: ResourceName(r.ID), path: data.Child("resources").Index(i)}
-		if first, ok := taken[pr.name]; ok {
-			p.errs = append(p.errs, field.Invalid(pr.path.Child("id"), r.ID, fmt.Sprintf("gives the object name %s, as %s does", pr.name, first)))
-		}
-		taken[pr.name] = pr.path
+		pr := &plannedResource{in: r, name: ResourceName(r.ID), path: data.Child("resources").Index(i)}
 		p.resources = append(p.resources, pr)
+		p.byID[r.ID] = pr
 	}
-	for i := range p.resources {
-		p.byID[p.resources[i].in.ID] = &p.resources[i]
-	}
-	taken = map[string]*field.Path{}
 	for i, f := range msg.Interfaces {
-		pi := plannedInterface{in: f, resource: ResourceName(f.ResourceID), path: data.Child("interfaces").Index(i)}
-		pi.name = InterfaceName(pi.resource, f.Name)
+		pi := &plannedInterface{in: f, resource: ResourceName(f.ResourceID), name: InterfaceName(f.ResourceID, f.Name), path: data.Child("interfaces").Index(i)}
 		if f.Config != nil && f.Config.Authentication != nil {
 			pi.auth = CredentialSecretName(pi.name)
 		}
-		if first, ok := taken[pi.name]; ok {
-			p.errs = append(p.errs, field.Invalid(pi.path.Child("name"), f.Name, fmt.Sprintf("gives the object name %s, as %s does", pi.name, first)))
-		}
-		taken[pi.name] = pi.path
 		p.interfaces = append(p.interfaces, pi)
 	}
 	return p
 }
 
-// checkReferences finds what the API server would accept but cannot work:
-// an interface on a resource in neither the message nor the namespace, and
-// TERMINAL or DESKTOP on a URL resource. The error is for a failed read.
-func (s *Server) checkReferences(ctx context.Context, p *messagePlan) (field.ErrorList, error) {
-	if p.msg.Action == wire.ActionDeleted {
-		return nil, nil
-	}
-	var errs field.ErrorList
-	// The type of each resource the message refers to but does not carry,
-	// read from the API server once per resource ("" when there is none).
-	inCluster := map[string]string{}
-	for _, f := range p.interfaces {
-		typ := ""
-		if r, ok := p.byID[f.in.ResourceID]; ok {
-			typ = r.in.Type
-		} else {
-			t, read := inCluster[f.in.ResourceID]
-			if !read {
-				lr := &labhookv1alpha1.LabResource{}
-				err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: f.resource}, lr)
-				if err != nil && !apierrors.IsNotFound(err) {
-					return nil, err
-				}
-				if err == nil && lr.Spec.ID == f.in.ResourceID && lr.DeletionTimestamp == nil {
-					t = string(lr.Spec.Type)
-				}
-				inCluster[f.in.ResourceID] = t
-			}
-			if t == "" {
-				errs = append(errs, field.Invalid(f.path.Child("resource_id"), f.in.ResourceID,
-					fmt.Sprintf("no resource has this id in the message or in organisation %s", p.ns)))
-				continue
-			}
-			typ = t
-		}
-		if typ == "URL" && (f.in.Type == "TERMINAL" || f.in.Type == "DESKTOP") {
-			errs = append(errs, field.Invalid(f.path.Child("type"), f.in.Type,
-				fmt.Sprintf("a %s interface needs a VM, and resource %s is a URL", f.in.Type, f.in.ResourceID)))
-		}
-	}
-	return errs, nil
-}
-
-// metaOf is an empty metadata-only object of kind.
-func metaOf(kind string) *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(labhookv1alpha1.GroupVersion.WithKind(kind))
-	return m
-}
-
-// get reads the metadata of a LabResource or LabInterface: what was
-// prefetched for the message, or, when fresh, the API server's current
-// state. The webhookserver keeps no cache of them: it is judged against
-// the API server, so replicas never disagree about what an object reflects.
-func (s *Server) get(ctx context.Context, p *messagePlan, name, kind string, fresh bool, opts ...client.GetOption) (*metav1.PartialObjectMetadata, bool, error) {
-	if f, ok := p.fetched[kind+"/"+name]; ok && !fresh {
-		return f.obj, f.found, nil
-	}
-	m := metaOf(kind)
-	err := s.reader.Get(ctx, types.NamespacedName{Namespace: p.ns, Name: name}, m, opts...)
-	if apierrors.IsNotFound(err) {
-		return m, false, nil
-	}
-	return m, err == nil, err
-}
-
-// fromWatchCache serves a read from the API server's watch cache instead of
-// etcd: cheaper, and at most moments old. A write judged on an old version
-// fails its resourceVersion precondition and is judged again on a quorum
-// read; an object this replica created but the watch cache does not show
-// yet is read again from etcd (see wroteRecently).
-var fromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
-
-func recentKey(ns, kind, name string) string { return ns + "/" + kind + "/" + name }
-
-// wroteRecently tells whether this replica applied the object lately.
-func (s *Server) wroteRecently(ns, kind, name string) bool {
-	_, ok := s.recent.Get(recentKey(ns, kind, name))
-	return ok
-}
-
-// prefetch reads, in parallel, the metadata of every object of the message.
-func (s *Server) prefetch(ctx context.Context, p *messagePlan) error {
-	type item struct{ kind, name string }
-	var items []item
-	for _, r := range p.resources {
-		items = append(items, item{kindResource, r.name})
-	}
-	for _, f := range p.interfaces {
-		items = append(items, item{kindInterface, f.name})
-	}
-	got := make([]fetchedMeta, len(items))
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Go(func() { got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true, fromWatchCache) })
-	}
-	wg.Wait()
-	p.fetched = make(map[string]fetchedMeta, len(items))
-	for i, it := range items {
-		if errs[i] == nil && !got[i].found && s.wroteRecently(p.ns, it.kind, it.name) {
-			// This replica wrote it a moment ago and the watch cache does
-			// not show it yet: a quorum read, so the write is judged on it.
-			got[i].obj, got[i].found, errs[i] = s.get(ctx, p, it.name, it.kind, true)
-		}
-		if errs[i] != nil {
-			return errs[i]
-		}
-		p.fetched[it.kind+"/"+it.name] = got[i]
-	}
-	return nil
-}
-
-// reuseError is a source_message_id already applied with another body.
-type reuseError struct{ id, object string }
-
-func (e *reuseError) Error() string {
-	return fmt.Sprintf("source_message_id %q was already applied to %s with a different message body", e.id, e.object)
-}
-
-// fieldConflictError is a server-side apply conflict with another field
-// manager. It does not wrap the API error, so retry.RetryOnConflict does not
-// retry it: only a person can settle who owns a field.
-type fieldConflictError struct {
-	object  string
-	message string
-	causes  []metav1.StatusCause
-}
-
-func (e *fieldConflictError) Error() string { return e.object + ": " + e.message }
-
-// asFieldConflict turns an apply conflict with another manager into a
-// fieldConflictError, and leaves other errors alone.
-func asFieldConflict(object string, err error) error {
-	st, ok := apiStatus(err)
-	if !ok || !apierrors.IsConflict(err) || st.Details == nil {
-		return err
-	}
-	var causes []metav1.StatusCause
-	for _, c := range st.Details.Causes {
-		if c.Type == metav1.CauseTypeFieldManagerConflict {
-			causes = append(causes, c)
-		}
-	}
-	if len(causes) == 0 {
-		return err
-	}
-	return &fieldConflictError{object: object, message: st.Message, causes: causes}
-}
-
-// state is what the cache knows of an object labhook applied.
-type state struct {
-	exists   bool
-	uid      types.UID
-	rv       string
-	ann      map[string]string
-	deleting bool
-}
-
-func stateOf(found bool, obj client.Object) state {
-	if !found {
-		return state{}
-	}
-	return state{exists: true, uid: obj.GetUID(), rv: obj.GetResourceVersion(), ann: obj.GetAnnotations(), deleting: obj.GetDeletionTimestamp() != nil}
-}
-
-// replayOf tells whether st already reflects this very message; it is an
-// error for the same id with another body.
-func replayOf(st state, msg *wire.IncomingMessage, bodyHash, object string) (bool, error) {
-	if !st.exists || st.ann[labhookv1alpha1.AnnotationSourceMessageID] != msg.SourceMessageID {
-		return false, nil
-	}
-	if h := st.ann[labhookv1alpha1.AnnotationSourceBodyHash]; h != "" && h != bodyHash {
-		return false, &reuseError{id: msg.SourceMessageID, object: object}
-	}
-	return true, nil
-}
-
-// stale tells whether st reflects a message newer than msg.
-func stale(st state, msg *wire.IncomingMessage) bool {
-	ts, err := time.Parse(time.RFC3339Nano, st.ann[labhookv1alpha1.AnnotationSourceTimestamp])
-	return err == nil && msg.Time.Before(ts)
-}
-
-// apply writes the plan in dependency order and returns what happened to
-// each LabResource and LabInterface. On an error, the results are what was
-// done before it; the same message sent again converges.
-func (s *Server) apply(ctx context.Context, p *messagePlan, bodyHash string) ([]Result, error) {
-	if err := s.prefetch(ctx, p); err != nil {
-		return nil, err
-	}
-	if err := s.checkReuse(ctx, p, bodyHash); err != nil {
-		return nil, err
-	}
-	if p.msg.Action == wire.ActionDeleted {
-		return s.delete(ctx, p, bodyHash)
-	}
-	// Each step writes its objects in parallel; the steps go in
-	// dependency order. The credentials of an existing interface go first,
-	// so it never names credentials that are not there yet. A new
-	// interface's Secret is written once the interface exists, owned by it
-	// from its first write: a failure in between can leave an interface
-	// that is not Ready (AuthSecretNotFound) until the message is retried,
-	// never a credential Secret that nothing owns.
-	withAuth := make([]plannedInterface, 0, len(p.interfaces))
+// calls is at most how many API calls the message makes when no write
+// has to be judged again: for each object a read and up to two writes
+// (spec and phase, or a mark and a delete), a read and a write for each
+// credential Secret, and up to three reads for what source_message_id
+// answers.
+func (p *messagePlan) calls() int {
+	n := 3 + 3*(len(p.resources)+len(p.interfaces))
 	for _, f := range p.interfaces {
 		if f.auth != "" {
-			withAuth = append(withAuth, f)
+			n += 2
 		}
 	}
-	owners := make([]types.UID, len(withAuth))
-	if _, err := parallel(withAuth, func(i int, f plannedInterface) (Result, error) {
-		li, found, err := s.get(ctx, p, f.name, kindInterface, false)
-		if err != nil || !found {
-			return Result{}, err
-		}
-		owners[i] = li.UID
-		return Result{}, s.applySecret(ctx, p.ns, f, li.UID)
-	}); err != nil {
+	return n
+}
+
+// process applies p and returns what happened to each LabResource and
+// LabInterface. On an error, the results are what was done before it; the
+// same message sent again converges.
+func (s *Server) process(ctx context.Context, oc orgClient, p *messagePlan) ([]Result, error) {
+	if err := s.prefetch(ctx, oc, p); err != nil {
 		return nil, err
 	}
-	results, err := parallel(p.resources, func(_ int, r plannedResource) (Result, error) {
-		return s.applyResource(ctx, p, r, bodyHash)
-	})
+	if errs := p.checkReferences(); len(errs) > 0 {
+		return nil, &referenceError{errs: errs}
+	}
+	if err := p.judge(); err != nil {
+		return nil, err
+	}
+	var results []Result
+	var wrote bool
+	var err error
+	if p.msg.Action == wire.ActionDeleted {
+		results, wrote, err = s.delete(ctx, oc, p)
+	} else {
+		results, wrote, err = s.write(ctx, oc, p)
+	}
 	if err != nil {
 		return results, err
 	}
-	uids := map[string]types.UID{}
-	var mu sync.Mutex
-	ifResults, err := parallel(p.interfaces, func(_ int, f plannedInterface) (Result, error) {
-		res, uid, err := s.applyInterface(ctx, p, f, bodyHash)
-		mu.Lock()
-		uids[f.name] = uid
-		mu.Unlock()
-		return res, err
-	})
-	results = append(results, ifResults...)
-	if err != nil {
-		return results, err
+	if p.om != nil {
+		err = s.recordReply(ctx, oc, p, results, wrote)
 	}
-	_, err = parallel(withAuth, func(i int, f plannedInterface) (Result, error) {
-		if owners[i] != "" || uids[f.name] == "" {
-			return Result{}, nil
-		}
-		return Result{}, s.applySecret(ctx, p.ns, f, uids[f.name])
-	})
 	return results, err
 }
 
-// parallel runs f on every item at once and returns, in item order, the
-// results of those that succeeded, with the first error by item order.
-func parallel[T any](items []T, f func(int, T) (Result, error)) ([]Result, error) {
-	out := make([]Result, len(items))
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Go(func() { out[i], errs[i] = f(i, it) })
-	}
-	wg.Wait()
-	var results []Result
-	var first error
-	for i := range items {
-		if errs[i] != nil {
-			if first == nil {
-				first = errs[i]
-			}
-			continue
-		}
-		if out[i].Kind != "" {
-			results = append(results, out[i])
-		}
-	}
-	return results, first
-}
-
-// checkReuse refuses, before any write, a source_message_id that some
-// object of the message already carries with another body.
-func (s *Server) checkReuse(ctx context.Context, p *messagePlan, bodyHash string) error {
-	for _, r := range p.resources {
-		lr, found, err := s.get(ctx, p, r.name, kindResource, false)
-		if err != nil {
-			return err
-		}
-		if _, err := replayOf(stateOf(found, lr), p.msg, bodyHash, "LabResource "+r.name); err != nil {
-			return err
-		}
-	}
-	for _, f := range p.interfaces {
-		li, found, err := s.get(ctx, p, f.name, kindInterface, false)
-		if err != nil {
-			return err
-		}
-		if _, err := replayOf(stateOf(found, li), p.msg, bodyHash, "LabInterface "+f.name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// annotations marks an applied object for staleness, replay and echo
-// suppression.
-func annotations(msg *wire.IncomingMessage, bodyHash string, spec any) map[string]any {
-	out := map[string]any{labhookv1alpha1.AnnotationSourceBodyHash: bodyHash}
-	for k, v := range echo.Mark(msg.SourceMessageID, msg.Timestamp, spec) {
-		out[k] = v
-	}
-	return out
-}
-
-func applyObject(kind, ns, name string, meta map[string]any) *unstructured.Unstructured {
-	meta["name"], meta["namespace"] = name, ns
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kind, "metadata": meta,
-	}}
-}
-
-// extraJSON keeps unknown config keys as JSON. encoding/json sorts map
-// keys at every depth, the form the API server returns, so spec hashes agree.
-func extraJSON(extra map[string]any) *apiextensionsv1.JSON {
-	if len(extra) == 0 {
-		return nil
-	}
-	b, _ := json.Marshal(extra)
-	return &apiextensionsv1.JSON{Raw: b}
-}
-
-// applied is what applySpec did to one LabResource or LabInterface.
-type applied struct {
-	op     string
-	before state
-	// after is the object as the API server returned it; nil when nothing
-	// was written (a replay or a stale message).
-	after *unstructured.Unstructured
-}
-
-// applySpec applies spec to the named object of kind, stamped with the
-// message, unless the object already reflects this message (unchanged) or
-// a newer one (stale). The write carries the resourceVersion it was judged
-// on as a precondition, so a lost race re-reads from the API server and
-// judges again.
-func (s *Server) applySpec(ctx context.Context, p *messagePlan, kind, name string, spec any, bodyHash string) (applied, error) {
-	specMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
-	if err != nil {
-		return applied{}, err
-	}
-	hash := echo.SpecHash(spec)
-	var out applied
-	fresh := false
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		obj, found, err := s.get(ctx, p, name, kind, fresh)
-		fresh = true
-		if err != nil {
-			return err
-		}
-		st := stateOf(found, obj)
-		out = applied{before: st}
-		if replay, _ := replayOf(st, p.msg, bodyHash, ""); replay {
-			out.op = OpUnchanged
-			return nil
-		}
-		if stale(st, p.msg) {
-			out.op = OpStale
-			return nil
-		}
-		switch {
-		case !st.exists:
-			out.op = OpCreated
-		case st.ann[labhookv1alpha1.AnnotationSourceSpecHash] != hash:
-			out.op = OpUpdated
-		default:
-			out.op = OpUnchanged
-		}
-		u := applyObject(kind, p.ns, name, map[string]any{"annotations": annotations(p.msg, bodyHash, spec)})
-		u.Object["spec"] = specMap
-		if st.exists {
-			u.SetResourceVersion(st.rv)
-		}
-		if err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
-			return asFieldConflict(kind+" "+name, err)
-		}
-		s.recent.Add(recentKey(p.ns, kind, name), struct{}{})
-		out.after = u
-		return nil
-	})
-	return out, err
-}
-
-func (s *Server) applyResource(ctx context.Context, p *messagePlan, r plannedResource, bodyHash string) (Result, error) {
-	res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
-	spec := labhookv1alpha1.LabResourceSpec{ID: r.in.ID, Type: labhookv1alpha1.ResourceType(r.in.Type), Name: r.in.Name}
-	if c := r.in.Config; c != nil {
+func resourceSpec(in wire.IncomingResource) *labhookv1alpha1.LabResourceSpec {
+	spec := &labhookv1alpha1.LabResourceSpec{ID: in.ID, Type: labhookv1alpha1.ResourceType(in.Type), Name: in.Name}
+	if c := in.Config; c != nil {
 		spec.Config = &labhookv1alpha1.LabResourceConfig{Address: c.Address, Extra: extraJSON(c.Extra)}
 		for _, n := range c.NetworkInterfaces {
 			spec.Config.NetworkInterfaces = append(spec.Config.NetworkInterfaces,
 				labhookv1alpha1.NetworkInterface{PublicIP: n.PublicIP, PrivateIP: n.PrivateIP, DNS: n.DNS})
 		}
 	}
-	a, err := s.applySpec(ctx, p, kindResource, r.name, &spec, bodyHash)
-	res.Operation = a.op
-	if err != nil || a.op == OpStale || r.in.Status == "" {
-		return res, err
-	}
-	// Then the phase, through the status subresource; also on a replay, so
-	// a message cut off between spec and status converges. The same phase
-	// again is a no-op for the API server: it writes nothing.
-	rv := a.before.rv
-	if a.after != nil {
-		rv = a.after.GetResourceVersion()
-	}
-	u := applyObject(kindResource, p.ns, r.name, map[string]any{})
-	u.Object["status"] = map[string]any{"phase": r.in.Status}
-	if err := s.client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
-		return res, asFieldConflict(kindResource+" "+r.name+" status", err)
-	}
-	if res.Operation == OpUnchanged && u.GetResourceVersion() != rv {
-		res.Operation = OpUpdated
-	}
-	return res, nil
+	return spec
 }
 
-// applyInterface applies one LabInterface and returns its UID, to own its
-// credential Secret.
-func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedInterface, bodyHash string) (Result, types.UID, error) {
-	res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
-	spec := labhookv1alpha1.LabInterfaceSpec{
+func interfaceSpec(f *plannedInterface) *labhookv1alpha1.LabInterfaceSpec {
+	spec := &labhookv1alpha1.LabInterfaceSpec{
 		Name: f.in.Name, Type: labhookv1alpha1.InterfaceType(f.in.Type), Region: f.in.Region,
 		ResourceRef: labhookv1alpha1.LocalObjectReference{Name: f.resource},
 	}
@@ -549,152 +178,307 @@ func (s *Server) applyInterface(ctx context.Context, p *messagePlan, f plannedIn
 			}
 		}
 	}
-	a, err := s.applySpec(ctx, p, kindInterface, f.name, &spec, bodyHash)
-	res.Operation = a.op
-	uid := a.before.uid
-	if a.after != nil {
-		uid = a.after.GetUID()
-	}
-	return res, uid, err
+	return spec
 }
 
-// applySecret writes an interface's credentials. With owner set, the
-// Secret is owned by the LabInterface, so it goes when the interface goes.
-// The Secret carries no message annotations: the same credentials applied
-// again change nothing and write nothing.
-func (s *Server) applySecret(ctx context.Context, ns string, f plannedInterface, owner types.UID) error {
-	data := map[string]any{}
-	for k, v := range f.in.Config.Authentication.Data {
-		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
+// extraJSON keeps unknown config keys as JSON. encoding/json sorts map
+// keys at every depth, the form the API server returns, so spec hashes agree.
+func extraJSON(extra map[string]any) *apiextensionsv1.JSON {
+	if len(extra) == 0 {
+		return nil
 	}
-	meta := map[string]any{"labels": map[string]any{labhookv1alpha1.LabelLabInterface: f.name}}
-	if owner != "" {
-		meta["ownerReferences"] = []any{map[string]any{
-			"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kindInterface,
-			"name": f.name, "uid": string(owner),
-		}}
-	}
-	u := applyObject(kindSecret, ns, f.auth, meta)
-	u.Object["apiVersion"] = "v1"
-	u.Object["type"] = "Opaque"
-	u.Object["data"] = data
-	err := s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer))
-	objectsApplied.WithLabelValues(kindSecret, "applied").Inc()
-	return asFieldConflict(kindSecret+" "+f.auth, err)
+	b, _ := json.Marshal(extra)
+	return &apiextensionsv1.JSON{Raw: b}
 }
 
-// delete removes the message's interfaces, then its resources. Each is
-// first marked with the message, so its DELETED message is not echoed.
-func (s *Server) delete(ctx context.Context, p *messagePlan, bodyHash string) ([]Result, error) {
-	var results []Result
-	for _, f := range p.interfaces {
-		res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
-		var err error
-		res.Operation, err = s.deleteOne(ctx, p, f.name, kindInterface, bodyHash)
-		if err != nil {
-			return results, err
+// marks are the annotations of an object the message applied, for
+// staleness, replay, echo suppression and replies.
+func (p *messagePlan) marks(op string, spec any) map[string]any {
+	out := map[string]any{
+		labhookv1alpha1.AnnotationSourceBodyHash:  p.bodyHash,
+		labhookv1alpha1.AnnotationSourceAction:    p.msg.Action,
+		labhookv1alpha1.AnnotationSourceOperation: op,
+	}
+	if spec != nil {
+		for k, v := range echo.Mark(p.msg.SourceMessageID, p.msg.Timestamp, spec) {
+			out[k] = v
 		}
-		results = append(results, res)
+	} else {
+		out[labhookv1alpha1.AnnotationSourceMessageID] = p.msg.SourceMessageID
+		out[labhookv1alpha1.AnnotationSourceTimestamp] = p.msg.Timestamp
 	}
-	for _, r := range p.resources {
-		res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
-		var err error
-		res.Operation, err = s.deleteOne(ctx, p, r.name, kindResource, bodyHash)
-		if err != nil {
-			return results, err
-		}
-		results = append(results, res)
+	if p.reply != nil {
+		out[labhookv1alpha1.AnnotationReplyTo] = p.reply.MessageID
 	}
-	return results, nil
+	return out
 }
 
-// deleteOne marks obj with the message, with the resourceVersion it was
-// judged on as a precondition, then deletes that very object (by UID). A
-// lost race re-reads from the API server and judges again.
-func (s *Server) deleteOne(ctx context.Context, p *messagePlan, name, kind string, bodyHash string) (string, error) {
-	var op string
-	fresh := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		obj, found, err := s.get(ctx, p, name, kind, fresh)
-		fresh = true
-		if err != nil {
+func applyObject(kind, ns, name string, meta map[string]any) *unstructured.Unstructured {
+	meta["name"], meta["namespace"] = name, ns
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": labhookv1alpha1.GroupVersion.String(), "kind": kind, "metadata": meta,
+	}}
+}
+
+// maxAttempts bounds how often one object is judged again after a
+// concurrent change.
+const maxAttempts = 5
+
+// isPreconditionConflict is a write refused because the object changed
+// since it was read (not a field owned by another manager).
+func isPreconditionConflict(err error) bool {
+	_, owned := err.(*fieldConflictError)
+	return apierrors.IsConflict(err) && !owned
+}
+
+// write applies a CREATED or UPDATED message: LabResources (spec, then
+// phase), then LabInterfaces, then the credential Secrets of the
+// interfaces just written, owned by them (so a credential Secret never
+// outlives its interface, and a Secret is written only after its
+// interface's write decided the message is not stale). wrote tells
+// whether anything was written.
+func (s *Server) write(ctx context.Context, oc orgClient, p *messagePlan) ([]Result, bool, error) {
+	var wrote atomic.Bool
+	// step writes n objects in parallel and appends their results.
+	results := make([]Result, 0, len(p.resources)+len(p.interfaces))
+	step := func(n int, f func(i int) (Result, bool, error)) error {
+		rs := make([]Result, n)
+		err := firstError(each(n, func(i int) error {
+			var w bool
+			var err error
+			rs[i], w, err = f(i)
+			wrote.CompareAndSwap(false, w)
 			return err
-		}
-		st := stateOf(found, obj)
-		switch {
-		case !st.exists:
-			op = OpNotFound
-			return nil
-		case st.deleting:
-			op = OpDeleted
-			return nil
-		case stale(st, p.msg):
-			op = OpStale
-			return nil
-		}
-		mark, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-			"resourceVersion": st.rv,
-			"annotations": map[string]string{
-				labhookv1alpha1.AnnotationSourceDeleted:   p.msg.SourceMessageID,
-				labhookv1alpha1.AnnotationSourceMessageID: p.msg.SourceMessageID,
-				labhookv1alpha1.AnnotationSourceTimestamp: p.msg.Timestamp,
-				labhookv1alpha1.AnnotationSourceBodyHash:  bodyHash,
-			},
-		}})
-		if err := s.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, mark), client.FieldOwner(labhookv1alpha1.FieldManagerWebhookServer)); err != nil {
-			return err
-		}
-		op = OpDeleted
-		return client.IgnoreNotFound(s.client.Delete(ctx, obj, client.Preconditions{UID: &st.uid}))
-	})
-	if apierrors.IsNotFound(err) {
-		return OpNotFound, nil
+		}))
+		results = appendDone(results, rs)
+		return err
 	}
-	return op, err
+	err := step(len(p.resources), func(i int) (Result, bool, error) { return s.applyResource(ctx, oc, p, p.resources[i]) })
+	if err == nil {
+		err = step(len(p.interfaces), func(i int) (Result, bool, error) { return s.applyInterface(ctx, oc, p, p.interfaces[i]) })
+	}
+	if err == nil {
+		err = step(len(p.interfaces), func(i int) (Result, bool, error) {
+			w, err := s.applySecret(ctx, oc, p, p.interfaces[i])
+			return Result{}, w, err
+		})
+	}
+	return results, wrote.Load(), err
 }
 
-// apiStatus is the API server's answer inside err, if it is one.
-func apiStatus(err error) (metav1.Status, bool) {
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
-		return metav1.Status{}, false
+// appendDone appends the results that were reached (an operation is set).
+func appendDone(out, rs []Result) []Result {
+	for _, r := range rs {
+		if r.Operation != "" {
+			out = append(out, r)
+		}
 	}
-	return status.Status(), true
+	return out
 }
 
-// classify turns a failed write into an answer: 409 for a reused id or a
-// field owned by another manager, 422 for what the API server's own
-// validation refused, and 503 (retry later) when the API server could not
-// be reached or was overloaded.
-func classify(err error) (int, string, []Detail) {
-	if e, ok := errors.AsType[*reuseError](err); ok {
-		return http.StatusConflict, e.Error(), nil
+// applySpec applies spec to the object of kind called name, whose current
+// state cur (nil: absent) gave the verdict v. A concurrent change makes it
+// read the object again and judge it again with rejudge. It returns the
+// object as written (nil when nothing was), and the final verdict.
+func (s *Server) applySpec(ctx context.Context, oc orgClient, p *messagePlan, kind, name string, cur client.Object, v verdict,
+	spec any, rejudge func(ctx context.Context) (client.Object, verdict, error)) (*unstructured.Unstructured, verdict, error) {
+	specMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
+	if err != nil {
+		return nil, v, err
 	}
-	if e, ok := errors.AsType[*fieldConflictError](err); ok {
-		det := make([]Detail, 0, len(e.causes))
-		for _, c := range e.causes {
-			det = append(det, Detail{Field: e.object + " " + c.Field, Message: c.Message})
+	for attempt := 1; ; attempt++ {
+		if !v.write {
+			return nil, v, nil
 		}
-		return http.StatusConflict, fmt.Sprintf("%s: fields this message sets are owned by another field manager: %s", e.object, e.message), det
+		u := applyObject(kind, p.ns, name, map[string]any{"annotations": p.marks(v.op, spec)})
+		u.Object["spec"] = specMap
+		if cur != nil {
+			u.SetResourceVersion(cur.GetResourceVersion())
+		}
+		err := oc.apply(ctx, u)
+		if err == nil {
+			s.recent.Add(recentKey(p.ns, kind, name), struct{}{})
+			return u, v, nil
+		}
+		err = asFieldConflict(kind+" "+name, err)
+		if !isPreconditionConflict(err) || attempt == maxAttempts {
+			return nil, v, err
+		}
+		if cur, v, err = rejudge(ctx); err != nil {
+			return nil, v, err
+		}
 	}
-	st, ok := apiStatus(err)
-	if !ok {
-		return http.StatusServiceUnavailable, "the Kubernetes API server is unavailable; retry later", nil
-	}
-	switch {
-	case apierrors.IsInvalid(err):
-		var det []Detail
-		if d := st.Details; d != nil {
-			for _, c := range d.Causes {
-				det = append(det, Detail{Field: d.Kind + " " + d.Name + " " + c.Field, Message: c.Message})
+}
+
+func (s *Server) applyResource(ctx context.Context, oc orgClient, p *messagePlan, r *plannedResource) (Result, bool, error) {
+	res := Result{Kind: kindResource, ID: r.in.ID, Name: r.name, Namespace: p.ns}
+	u, v, err := s.applySpec(ctx, oc, p, kindResource, r.name, objectOrNil(r.cur), r.v, resourceSpec(r.in),
+		func(ctx context.Context) (client.Object, verdict, error) {
+			var err error
+			if r.cur, err = s.readResource(ctx, oc, r.name, true); err != nil {
+				return nil, verdict{}, err
 			}
-		}
-		return http.StatusUnprocessableEntity, "the API server refused an object: " + err.Error(), det
-	case apierrors.IsConflict(err), apierrors.IsServiceUnavailable(err), apierrors.IsTimeout(err),
-		apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err):
-		return http.StatusServiceUnavailable, "the Kubernetes API server is busy; retry later: " + err.Error(), nil
-	case apierrors.IsForbidden(err):
-		return http.StatusInternalServerError, "the webhookserver is not allowed to write this; check its RBAC: " + strings.TrimSpace(err.Error()), nil
+			err = r.judge(p)
+			return objectOrNil(r.cur), r.v, err
+		})
+	if err != nil {
+		return res, false, err
 	}
-	return http.StatusInternalServerError, err.Error(), nil
+	res.Operation = v.op
+	wrote := u != nil
+	if !v.write && !v.replay {
+		return res, wrote, nil
+	}
+	// Then the phase, through the status subresource; also on a replay, so
+	// a message cut off between spec and status converges.
+	rv := ""
+	if u != nil {
+		rv = u.GetResourceVersion()
+	} else if r.cur != nil {
+		rv = r.cur.ResourceVersion
+	}
+	if !r.phaseChanges() {
+		return res, wrote, nil
+	}
+	statusWrote, err := s.applyPhase(ctx, oc, p, r, rv)
+	return res, wrote || statusWrote, err
+}
+
+// applyPhase sets the resource's status.phase, on the version rv the spec
+// write left. If the object changed since, it is read again: when it no
+// longer reflects this message, a newer one owns the phase.
+func (s *Server) applyPhase(ctx context.Context, oc orgClient, p *messagePlan, r *plannedResource, rv string) (bool, error) {
+	if r.in.Status == "" {
+		return false, nil
+	}
+	for attempt := 1; ; attempt++ {
+		u := applyObject(kindResource, p.ns, r.name, map[string]any{"resourceVersion": rv})
+		u.Object["status"] = map[string]any{"phase": r.in.Status}
+		err := oc.applyStatus(ctx, u)
+		if err == nil {
+			return true, nil
+		}
+		err = asFieldConflict(kindResource+" "+r.name+" status", err)
+		if !isPreconditionConflict(err) || attempt == maxAttempts {
+			return false, err
+		}
+		lr, err := s.readResource(ctx, oc, r.name, true)
+		if err != nil || lr == nil {
+			return false, err
+		}
+		if lr.Annotations[labhookv1alpha1.AnnotationSourceMessageID] != p.msg.SourceMessageID ||
+			lr.Annotations[labhookv1alpha1.AnnotationSourceBodyHash] != p.bodyHash {
+			return false, nil
+		}
+		if string(lr.Status.Phase) == r.in.Status {
+			return false, nil
+		}
+		rv = lr.ResourceVersion
+	}
+}
+
+func (s *Server) applyInterface(ctx context.Context, oc orgClient, p *messagePlan, f *plannedInterface) (Result, bool, error) {
+	res := Result{Kind: kindInterface, ID: f.in.ResourceID + "/" + f.in.Name, Name: f.name, Namespace: p.ns}
+	u, v, err := s.applySpec(ctx, oc, p, kindInterface, f.name, objectOrNil(f.cur), f.v, interfaceSpec(f),
+		func(ctx context.Context) (client.Object, verdict, error) {
+			var err error
+			if f.cur, err = s.readInterface(ctx, oc, f.name, true); err != nil {
+				return nil, verdict{}, err
+			}
+			err = f.judge(p)
+			return objectOrNil(f.cur), f.v, err
+		})
+	f.v = v
+	if u != nil {
+		f.cur = &labhookv1alpha1.LabInterface{}
+		f.cur.SetUID(u.GetUID())
+		f.cur.SetResourceVersion(u.GetResourceVersion())
+	}
+	res.Operation = v.op
+	return res, u != nil, err
+}
+
+// applySecret writes an interface's credentials into the Secret the
+// interface names, owned by the interface, once the interface's write
+// decided the message is not stale (and also on a replay, so a message cut
+// off before its Secret converges). A new Secret is created, never applied:
+// a create fails when a Secret of that name appeared since it was read,
+// where server-side apply would merge into it. An existing one is written
+// only when the webhookserver created it, only when it does not hold these
+// credentials already, and with the resourceVersion it was judged on. It
+// carries the timestamp of the message it holds, so an older message never
+// overwrites newer credentials, even from another replica.
+func (s *Server) applySecret(ctx context.Context, oc orgClient, p *messagePlan, f *plannedInterface) (bool, error) {
+	if f.auth == "" || (!f.v.write && !f.v.replay) || f.cur == nil {
+		return false, nil
+	}
+	owner := f.cur.GetUID()
+	data := map[string][]byte{}
+	for k, v := range f.in.Config.Authentication.Data {
+		data[k] = []byte(v)
+	}
+	sec := f.secret
+	for attempt := 1; ; attempt++ {
+		var err error
+		if sec == nil {
+			err = oc.create(ctx, credentialSecret(p, f, &corev1.Secret{}, data, owner))
+		} else {
+			if !ownCredentialSecret(sec, f.name) {
+				return false, &foreignSecretError{secret: f.auth, iface: f.name}
+			}
+			if stale(sec.Annotations, p.msg) || (equalData(sec.Data, data) && ownedBy(sec, owner)) {
+				return false, nil
+			}
+			err = oc.update(ctx, credentialSecret(p, f, sec.DeepCopy(), data, owner))
+		}
+		if err == nil {
+			objectsApplied.WithLabelValues(kindSecret, "applied").Inc()
+			return true, nil
+		}
+		if !(apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) || attempt == maxAttempts {
+			return false, err
+		}
+		if sec, err = s.readSecret(ctx, oc, f.auth, true); err != nil {
+			return false, err
+		}
+	}
+}
+
+func equalData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || string(v) != string(w) {
+			return false
+		}
+	}
+	return true
+}
+
+func ownedBy(sec *corev1.Secret, uid types.UID) bool {
+	return len(sec.OwnerReferences) == 1 && sec.OwnerReferences[0].UID == uid
+}
+
+// credentialSecret is sec with f's credentials from the message: its data,
+// its interface's label, the message's timestamp, and the interface as its
+// only owner. Other labels and annotations are kept.
+func credentialSecret(p *messagePlan, f *plannedInterface, sec *corev1.Secret, data map[string][]byte, owner types.UID) *corev1.Secret {
+	sec.Name, sec.Namespace = f.auth, p.ns
+	if sec.Type == "" {
+		sec.Type = corev1.SecretTypeOpaque
+	}
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	sec.Labels[labhookv1alpha1.LabelLabInterface] = f.name
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations[labhookv1alpha1.AnnotationSourceTimestamp] = p.msg.Timestamp
+	sec.OwnerReferences = []metav1.OwnerReference{{
+		APIVersion: labhookv1alpha1.GroupVersion.String(), Kind: kindInterface, Name: f.name, UID: owner,
+	}}
+	sec.Data = data
+	return sec
 }

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -35,20 +36,27 @@ import (
 // API-key Secrets of namespace ORG_ID. It returns the organisation, or ""
 // for every kind of failure alike: no header, an unknown organisation, a
 // wrong key. Keys are compared as SHA-256 digests in constant time, so
-// neither a key's content nor its length leaks through timing.
-func (s *Server) authenticate(ctx context.Context, r *http.Request) (string, error) {
+// neither a key's content nor its length leaks through timing. Failed
+// attempts are throttled per organisation name and per client address
+// (--auth-failure-rate): past the budget, wait says how long until the
+// next attempt is heard, and the key is not even compared.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (org string, wait time.Duration, err error) {
 	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", nil
+		return "", 0, nil
 	}
 	org, key, ok := strings.Cut(strings.TrimSpace(cred), ":")
 	if !ok || key == "" || len(validation.IsDNS1123Label(org)) > 0 {
-		return "", nil
+		return "", 0, nil
+	}
+	failures := s.limits.authFailureLimiters(org, clientIP(r))
+	if wait, throttled := authThrottled(failures); throttled {
+		return "", wait, nil
 	}
 	var secrets corev1.SecretList
 	if err := s.client.List(ctx, &secrets, client.InNamespace(org),
 		client.MatchingLabels{labhookv1alpha1.LabelAPIKey: "true"}); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	sum := sha256.Sum256([]byte(key))
 	match := 0
@@ -65,7 +73,8 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (string, err
 		}
 	}
 	if match != 1 {
-		return "", nil
+		authFailed(failures)
+		return "", 0, nil
 	}
-	return org, nil
+	return org, 0, nil
 }

@@ -24,6 +24,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -116,7 +117,16 @@ var badInputs = []badInput{
 	{name: "a credential that is not a string", spoil: set(shellKey, "key", 42), code: 400, field: "data.interfaces[0].config.authentication.data.key"},
 	{name: "authentication on a WEB_PAGE", spoil: set(shell, "type", "WEB_PAGE"), code: 400, field: "data.interfaces[0].config.authentication"},
 	{name: "the same interface twice", spoil: addInterface(map[string]any{"name": "Shell", "type": "WEB_PAGE", "region": "us-east-1", "resource_id": "vm1"}), code: 400, field: "data.interfaces[1].name"},
-	{name: "two interface names that give one object name", spoil: addInterface(map[string]any{"name": "shell!", "type": "WEB_PAGE", "region": "us-east-1", "resource_id": "vm1"}), code: 400, field: "data.interfaces[1].name"},
+	{name: "a field twice", raw: `{"source_message_id":"x","source_message_id":"y","type":"RESOURCE","action":"DELETED","timestamp":"2026-01-01T10:00:00Z","data":{"resources":[{"id":"a"}]}}`, code: 400, field: "source_message_id"},
+	{name: "a config.extra over --max-config-extra-bytes", spoil: set(func(m map[string]any) map[string]any { return config(vm(m)) }, "blob", strings.Repeat("b", 5000)), code: 400, field: "data.resources[0].config"},
+	{name: "101 resources", spoil: func(m map[string]any) {
+		l := []any{}
+		for i := range 101 {
+			l = append(l, map[string]any{"id": fmt.Sprintf("r%d", i), "type": "VM", "status": "READY"})
+		}
+		data(m)["resources"] = l
+	}, code: 400, field: "data.resources"},
+	{name: "a list where a name belongs", spoil: set(vm, "name", []any{1, 2}), code: 400, field: "data.resources[0].name"},
 	{name: "a resource_id in neither the message nor the namespace", spoil: set(shell, "resource_id", "nowhere"), code: 422, field: "data.interfaces[0].resource_id"},
 	{name: "TERMINAL on a URL", spoil: set(shell, "resource_id", "url1"), code: 422, field: "data.interfaces[0].type"},
 	{name: "DESKTOP on a URL", spoil: func(m map[string]any) { shell(m)["resource_id"] = "url1"; shell(m)["type"] = "DESKTOP" }, code: 422, field: "data.interfaces[0].type"},

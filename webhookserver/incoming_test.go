@@ -108,6 +108,9 @@ func versions(ctx context.Context, ns string) map[string]string {
 	return out
 }
 
+// iface is the LabInterface name of the interface called name on resource id.
+func iface(resourceID, name string) string { return webhookserver.InterfaceName(resourceID, name) }
+
 func operations(r reply) map[string]string {
 	out := map[string]string{}
 	for _, res := range r.body.Results {
@@ -125,10 +128,11 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(operations(r)).To(Equal(map[string]string{
 			"LabResource/25f377ac": "created", "LabResource/56ea830e": "created",
 			"LabResource/619a8bbe": "created", "LabResource/acf1109b": "created",
-			"LabInterface/25f377ac-server": "created", "LabInterface/25f377ac-server-web-application": "created",
-			"LabInterface/56ea830e-agent": "created", "LabInterface/619a8bbe-client": "created",
-			"LabInterface/acf1109b-hosted-service": "created",
+			"LabInterface/" + iface("25f377ac", "Server"): "created", "LabInterface/" + iface("25f377ac", "Server Web Application"): "created",
+			"LabInterface/" + iface("56ea830e", "Agent"): "created", "LabInterface/" + iface("619a8bbe", "Client"): "created",
+			"LabInterface/" + iface("acf1109b", "Hosted Service"): "created",
 		}))
+		Expect(r.raw).To(ContainSubstring(`"reply_to":null`), "dfede374 names no message labhook sent to this organisation")
 
 		server := &labhookv1alpha1.LabResource{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "25f377ac"}, server)).To(Succeed())
@@ -150,23 +154,23 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(site.Status.Phase).To(Equal(labhookv1alpha1.PhaseReady))
 
 		client619 := &labhookv1alpha1.LabInterface{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "619a8bbe-client"}, client619)).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("619a8bbe", "Client")}, client619)).To(Succeed())
 		Expect(client619.Spec.Name).To(Equal("Client"))
 		Expect(client619.Spec.Type).To(Equal(labhookv1alpha1.InterfaceDesktop))
 		Expect(client619.Spec.Region).To(Equal("us-east-1"))
 		Expect(client619.Spec.ResourceRef.Name).To(Equal("619a8bbe"))
 		Expect(*client619.Spec.Config.Port).To(Equal(int32(3389)), `the seed's "3389" is a number in the CR`)
 		Expect(client619.Spec.Config.Authentication.Type).To(Equal(labhookv1alpha1.AuthGeneratedUsernamePassword))
-		Expect(client619.Spec.Config.Authentication.SecretRef.Name).To(Equal("619a8bbe-client-credentials"))
+		Expect(client619.Spec.Config.Authentication.SecretRef.Name).To(Equal(iface("619a8bbe", "Client") + "-credentials"))
 		Expect(echo.IsEcho(client619, client619.Spec)).To(BeTrue())
 
 		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "619a8bbe-client-credentials"}, secret)).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("619a8bbe", "Client") + "-credentials"}, secret)).To(Succeed())
 		Expect(secret.Data).To(Equal(map[string][]byte{"username": []byte("Administrator"), "password": []byte("PLACEHOLDER-NOT-A-REAL-PASSWORD")}))
-		Expect(secret.Labels).To(HaveKeyWithValue(labhookv1alpha1.LabelLabInterface, "619a8bbe-client"))
+		Expect(secret.Labels).To(HaveKeyWithValue(labhookv1alpha1.LabelLabInterface, iface("619a8bbe", "Client")))
 		Expect(secret.OwnerReferences).To(ConsistOf(HaveField("UID", client619.UID)))
 		agentSecret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "56ea830e-agent-credentials"}, agentSecret)).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("56ea830e", "Agent") + "-credentials"}, agentSecret)).To(Succeed())
 		Expect(agentSecret.Data).To(HaveKey("key"))
 
 		// No credential in any CR, in any form.
@@ -183,28 +187,86 @@ var _ = Describe("The incoming endpoint", func() {
 
 	It("converges with config/samples applied first: the same values under two managers are no conflict", func(ctx SpecContext) {
 		org, key := newOrg(ctx)
-		for _, f := range []string{"labhook_v1alpha1_labresource.yaml", "labhook_v1alpha1_labinterface.yaml", "interface-credentials.yaml"} {
-			raw, err := os.ReadFile("../config/samples/" + f)
-			Expect(err).NotTo(HaveOccurred())
-			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-			for {
-				u := &unstructured.Unstructured{}
-				if err := dec.Decode(&u.Object); err != nil {
-					Expect(err).To(MatchError(io.EOF))
-					break
-				}
-				u.SetNamespace(org)
-				Expect(k8sClient.Create(ctx, u, client.FieldOwner("kubectl-client-side-apply"))).To(Succeed(), f)
-			}
-		}
+		applySamples(ctx, org, "labhook_v1alpha1_labresource.yaml", "labhook_v1alpha1_labinterface.yaml")
 		r := post(baseURL, org, key, seedExample())
 		Expect(r.code).To(Equal(http.StatusOK), r.raw)
 		Expect(r.body.Results).To(HaveLen(9))
 		for _, res := range r.body.Results {
 			Expect(res.Operation).To(BeElementOf("updated", "unchanged"), "%+v", res)
 		}
-		Expect(versions(ctx, org)).To(HaveLen(1+4+5+2), "the samples' objects are the seed's objects")
+		Expect(versions(ctx, org)).To(HaveLen(1+4+5+2), "the samples' objects are the seed's objects, and the webhookserver wrote the credentials")
 	})
+
+	It("never writes into a Secret it did not create: 409 naming it, and nothing is written", func(ctx SpecContext) {
+		org, key := newOrg(ctx)
+		applySamples(ctx, org, "interface-credentials.yaml")
+		before := versions(ctx, org)
+		r := post(baseURL, org, key, seedExample())
+		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
+		Expect(r.body.Error).To(ContainSubstring("Secret " + iface("56ea830e", "Agent") + "-credentials"))
+		Expect(r.body.Results).To(BeEmpty())
+		Expect(versions(ctx, org)).To(Equal(before), "nothing written, the Secret untouched")
+		sec := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("56ea830e", "Agent") + "-credentials"}, sec)).To(Succeed())
+		Expect(sec.OwnerReferences).To(BeEmpty())
+		Expect(sec.Data).To(Equal(map[string][]byte{"key": []byte("PLACEHOLDER-NOT-A-REAL-PRIVATE-KEY")}))
+
+		// Also a Secret of that name with the label but no owner.
+		org2, key2 := newOrg(ctx)
+		labelled := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: iface("vm1", "Shell") + "-credentials", Namespace: org2,
+				Labels: map[string]string{labhookv1alpha1.LabelLabInterface: iface("vm1", "Shell")}},
+			StringData: map[string]string{"unrelated": "value"},
+		}
+		Expect(k8sClient.Create(ctx, labelled)).To(Succeed())
+		cached(ctx, labelled)
+		r = post(baseURL, org2, key2, encode(message("foreign", "2026-01-01T10:00:00Z")))
+		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
+		Expect(r.body.Error).To(ContainSubstring(iface("vm1", "Shell") + "-credentials"))
+		Expect(versions(ctx, org2)).To(HaveLen(2), "the API key and the foreign Secret only")
+	})
+})
+
+// cached waits until the API server's watch cache, which the webhookserver
+// reads, shows objs as they are now.
+func cached(ctx context.Context, objs ...client.Object) {
+	GinkgoHelper()
+	for _, obj := range objs {
+		key := client.ObjectKeyFromObject(obj)
+		now := obj.DeepCopyObject().(client.Object)
+		Expect(k8sClient.Get(ctx, key, now)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			seen := obj.DeepCopyObject().(client.Object)
+			g.Expect(k8sClient.Get(ctx, key, seen, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})).To(Succeed())
+			return seen.GetResourceVersion()
+		}).Should(Equal(now.GetResourceVersion()))
+	}
+}
+
+// applySamples creates files of config/samples in ns, as kubectl would,
+// and waits until the watch cache shows them.
+func applySamples(ctx context.Context, ns string, files ...string) {
+	GinkgoHelper()
+	var created []client.Object
+	defer func() { cached(ctx, created...) }()
+	for _, f := range files {
+		raw, err := os.ReadFile("../config/samples/" + f)
+		Expect(err).NotTo(HaveOccurred())
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err != nil {
+				Expect(err).To(MatchError(io.EOF))
+				break
+			}
+			u.SetNamespace(ns)
+			Expect(k8sClient.Create(ctx, u, client.FieldOwner("kubectl-client-side-apply"))).To(Succeed(), f)
+			created = append(created, u)
+		}
+	}
+}
+
+var _ = Describe("The incoming endpoint, continued", func() {
 
 	It("answers a replay with the first result and writes nothing, also after a restart", func(ctx SpecContext) {
 		org, key := newOrg(ctx)
@@ -218,17 +280,16 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(again.raw).To(Equal(first.raw), "the first result, as it was")
 		Expect(versions(ctx, org)).To(Equal(before))
 
-		// A new webhookserver has no memory of the message: the objects do.
+		// A new webhookserver has no memory of the message: the objects do,
+		// and what the message did to each.
 		other := startServer(cfg, testOptions())
 		restarted := post(other, org, key, seedExample())
 		Expect(restarted.code).To(Equal(http.StatusOK), restarted.raw)
-		for _, op := range operations(restarted) {
-			Expect(op).To(Equal("unchanged"))
-		}
+		Expect(restarted.raw).To(Equal(first.raw), "the first answer, rebuilt from the objects")
 		Expect(versions(ctx, org)).To(Equal(before), "resourceVersions are unchanged")
 	})
 
-	It("refuses a source_message_id reused with another body, also after a restart", func(ctx SpecContext) {
+	It("refuses a body that differs with the same source_message_id, action and timestamp as ambiguous, also after a restart", func(ctx SpecContext) {
 		org, key := newOrg(ctx)
 		m := message("reuse-1", "2026-01-01T10:00:00Z")
 		Expect(post(baseURL, org, key, encode(m)).code).To(Equal(http.StatusOK))
@@ -237,11 +298,12 @@ var _ = Describe("The incoming endpoint", func() {
 		r := post(baseURL, org, key, encode(m))
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
 		Expect(r.body.Error).To(ContainSubstring(`"reuse-1"`))
+		Expect(r.body.Error).To(ContainSubstring("ambiguous"))
 
 		other := startServer(cfg, testOptions())
 		r = post(other, org, key, encode(m))
 		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
-		Expect(r.body.Error).To(ContainSubstring("different message body"))
+		Expect(r.body.Error).To(ContainSubstring("different body"))
 		Expect(versions(ctx, org)).To(Equal(before))
 	})
 
@@ -258,7 +320,7 @@ var _ = Describe("The incoming endpoint", func() {
 		r := post(baseURL, org, key, encode(older))
 		Expect(r.code).To(Equal(http.StatusOK), r.raw)
 		Expect(operations(r)).To(HaveKeyWithValue("LabResource/vm1", "stale"))
-		Expect(operations(r)).To(HaveKeyWithValue("LabInterface/vm1-shell", "stale"))
+		Expect(operations(r)).To(HaveKeyWithValue("LabInterface/"+iface("vm1", "Shell"), "stale"))
 		lr := &labhookv1alpha1.LabResource{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1"}, lr)).To(Succeed())
 		Expect(lr.Spec.Name).To(Equal("newer"))
@@ -283,7 +345,7 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(post(baseURL, org, key, encode(message("c", "2026-01-01T10:00:00Z"))).code).To(Equal(http.StatusOK))
 		// A finalizer stands in for the controllers, so the marks can be seen.
 		li := &labhookv1alpha1.LabInterface{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1-shell"}, li)).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("vm1", "Shell")}, li)).To(Succeed())
 		li.Finalizers = []string{"test.labhook.io/hold"}
 		Expect(k8sClient.Update(ctx, li)).To(Succeed())
 
@@ -294,14 +356,25 @@ var _ = Describe("The incoming endpoint", func() {
 		Expect(r.body.Results).To(HaveLen(3))
 		Expect(r.body.Results[0]).To(HaveField("Kind", "LabInterface"), "interfaces go first")
 		Expect(operations(r)).To(Equal(map[string]string{
-			"LabInterface/vm1-shell": "deleted", "LabResource/vm1": "deleted", "LabResource/gone": "not_found",
+			"LabInterface/" + iface("vm1", "Shell"): "deleted", "LabResource/vm1": "deleted", "LabResource/gone": "not_found",
 		}))
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1-shell"}, li)).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: iface("vm1", "Shell")}, li)).To(Succeed())
 		Expect(li.DeletionTimestamp).NotTo(BeNil())
 		Expect(echo.IsEchoDelete(li)).To(BeTrue())
 		err := k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "vm1"}, &labhookv1alpha1.LabResource{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%v", err)
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "url1"}, &labhookv1alpha1.LabResource{})).To(Succeed())
+
+		// The same DELETED again is a retry; another body with the same
+		// source_message_id, action and timestamp is ambiguous.
+		Expect(post(baseURL, org, key, del).code).To(Equal(http.StatusOK))
+		cached(ctx, li)
+		other := bytes.Replace(del, []byte(`{"id":"gone"}`), []byte(`{"id":"url1"}`), 1)
+		r = post(startServer(cfg, testOptions()), org, key, other)
+		Expect(r.code).To(Equal(http.StatusConflict), r.raw)
+		Expect(r.body.Error).To(ContainSubstring("ambiguous"))
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: org, Name: "url1"}, &labhookv1alpha1.LabResource{})).To(Succeed(), "nothing deleted")
+
 		li.Finalizers = nil
 		Expect(k8sClient.Update(ctx, li)).To(Succeed())
 	})

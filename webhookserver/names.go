@@ -18,7 +18,7 @@ package webhookserver
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base32"
 	"regexp"
 	"strings"
 
@@ -26,38 +26,60 @@ import (
 )
 
 // Object names are derived from what the backend sends, so the same
-// message always writes the same objects and a replay finds them.
+// message always writes the same objects and a replay finds them. Different
+// entities never share a name: a name is either an id used verbatim (a DNS
+// label, which has no dot) or a readable prefix, a dot and 128 bits of a
+// SHA-256 of the entity's exact identity. Finding two identities with one
+// hash takes about 2^64 tries, finding one that matches a given name 2^128:
+// far past what a tenant can grind. The writes check identity too (spec.id;
+// spec.name and the resource), so a name alone never decides.
 
 var nonAlnum = regexp.MustCompile(`[^a-z0-9]+`)
 
-func shortHash(s string, n int) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:n]
+// hashEncoding is base32 in lower case: a-z and 2-7, valid in every name.
+var hashEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// hashLength is the length of a 128-bit hash in hashEncoding.
+const hashLength = 26
+
+// identityHash is 128 bits of the SHA-256 of the parts of an identity,
+// kept apart by NUL (which no part contains).
+func identityHash(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hashEncoding.EncodeToString(sum[:16])
+}
+
+// slug is s in lower case with every run of other characters as one "-",
+// at most n characters, never empty.
+func slug(s string, n int) string {
+	out := strings.Trim(nonAlnum.ReplaceAllString(strings.ToLower(s), "-"), "-")
+	if len(out) > n {
+		out = strings.TrimRight(out[:n], "-")
+	}
+	if out == "" {
+		return "x"
+	}
+	return out
 }
 
 // ResourceName is the LabResource name for a resource id: the id itself
-// when it is a DNS label (as "25f377ac" is), else "r-" and 16 hex digits of
-// its SHA-256.
+// when it is a DNS label (as "25f377ac" is); else a slug of it, a dot and
+// its hash ("web-app.<26 characters>" for "Web App").
 func ResourceName(id string) string {
 	if len(validation.IsDNS1123Label(id)) == 0 {
 		return id
 	}
-	return "r-" + shortHash(id, 16)
+	return slug(id, 30) + "." + identityHash("resource", id)
 }
 
 // InterfaceName is the LabInterface name for the interface called name on
-// the LabResource resourceName: "<resourceName>-<name as a DNS label>", as
-// in "25f377ac-server-web-application". A name that leaves no letters or
-// digits, or a result over 63 characters (it is also a label value), ends
-// in 8 hex digits of a hash instead.
-func InterfaceName(resourceName, name string) string {
-	slug := strings.Trim(nonAlnum.ReplaceAllString(strings.ToLower(name), "-"), "-")
-	n := resourceName + "-" + slug
-	if slug != "" && len(n) <= validation.DNS1123LabelMaxLength {
-		return n
-	}
-	prefix := strings.TrimRight(n[:min(len(n), validation.DNS1123LabelMaxLength-9)], "-")
-	return prefix + "-" + shortHash(resourceName+"/"+name, 8)
+// the resource resourceID: a slug of "<resource name>-<name>", a dot and
+// the hash of the resource id and the name, as in
+// "25f377ac-server-web-application.<26 characters>". It is at most 63
+// characters, so it is also a label value.
+func InterfaceName(resourceID, name string) string {
+	prefix := slug(ResourceName(resourceID)+"-"+name, validation.DNS1123LabelMaxLength-1-hashLength)
+	return prefix + "." + identityHash("interface", resourceID, name)
 }
 
 // CredentialSecretName is the Secret holding an interface's credentials.

@@ -29,14 +29,11 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/utils/keymutex"
 	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -47,22 +44,22 @@ import (
 const IncomingPath = "/api/v1/webhooks/events/incoming"
 
 // Server answers incoming messages. Its client reads API-key Secrets from
-// a cache (see CacheOptions) and writes to the API server; reader reads the
-// LabResources and LabInterfaces a message names from the API server.
+// a cache (see CacheOptions) and writes to the API server; reader reads
+// what a message names from the API server.
 type Server struct {
 	opts   Options
 	client client.Client
 	reader client.Reader
 	log    logr.Logger
 	ready  atomic.Bool
+	limits *limits
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
-
-	// replays remembers answered messages by organisation and
-	// source_message_id; messageLocks serialises one id's requests.
-	replays      *lru.Cache
-	messageLocks keymutex.KeyMutex
+	// answered remembers the 200 answers of this replica by organisation,
+	// source_message_id, action and timestamp: a shortcut for retries; the
+	// objects remember the same across replicas and restarts. locks
+	// serialises the requests of one source_message_id.
+	answered *lru.Cache
+	locks    *keyLocks
 	// recent remembers the objects this replica applied lately.
 	recent *lru.Cache
 }
@@ -72,12 +69,20 @@ type Server struct {
 func New(c client.Client, reader client.Reader, log logr.Logger, opts Options) *Server {
 	return &Server{
 		opts: opts, client: c, reader: reader, log: log,
-		limiters:     map[string]*rate.Limiter{},
-		replays:      lru.New(max(opts.ReplayEntries, 1)),
-		recent:       lru.New(max(opts.ReplayEntries, 1)),
-		messageLocks: keymutex.NewHashed(256),
+		limits:   newLimits(opts),
+		answered: lru.New(max(opts.ReplayEntries, 1)),
+		recent:   lru.New(max(opts.ReplayEntries, 1)),
+		locks:    newKeyLocks(),
 	}
 }
+
+// wroteRecently tells whether this replica applied the object lately.
+func (s *Server) wroteRecently(ns, kind, name string) bool {
+	_, ok := s.recent.Get(recentKey(ns, kind, name))
+	return ok
+}
+
+func recentKey(ns, kind, name string) string { return ns + "/" + kind + "/" + name }
 
 // Start marks the server ready and waits. A manager starts it once its
 // caches have synced. The memory the initial lists took is handed back to
@@ -138,13 +143,23 @@ const (
 	OpStale     = "stale"
 )
 
-// Response is every answer's body. Error answers carry error and details,
-// and results when some writes were applied before the failure.
+// Response is every answer's body. A 200 has source_message_id, reply_to
+// (null when source_message_id names nothing labhook sent to the
+// organisation) and results; an error has error and details, and results
+// when some writes were applied before the failure.
 type Response struct {
 	SourceMessageID string   `json:"source_message_id,omitempty"`
+	ReplyTo         *ReplyTo `json:"reply_to,omitempty"`
 	Results         []Result `json:"results,omitempty"`
 	Error           string   `json:"error,omitempty"`
 	Details         []Detail `json:"details,omitempty"`
+}
+
+// okResponse is a 200's body, with reply_to always present.
+type okResponse struct {
+	SourceMessageID string   `json:"source_message_id"`
+	ReplyTo         *ReplyTo `json:"reply_to"`
+	Results         []Result `json:"results"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -174,10 +189,22 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// replay is a remembered 200 answer.
-type replay struct {
+// remembered is a 200 this replica gave: the body's hash and, when it is
+// small, the answer itself.
+type remembered struct {
 	bodyHash string
 	response []byte
+}
+
+// maxRememberedAnswer bounds an answer kept in memory; a larger one is
+// rebuilt from the objects on a retry. With ReplayEntries this bounds the
+// memory of the shortcut.
+const maxRememberedAnswer = 4 << 10
+
+// drain reads what is left of a body the answer does not need, so the
+// client reads the answer instead of a reset connection.
+func (s *Server) drain(r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, s.opts.MaxBodyBytes+1))
 }
 
 func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
@@ -189,142 +216,175 @@ func (s *Server) serveIncoming(rw http.ResponseWriter, r *http.Request) {
 		requestDuration.Observe(time.Since(start).Seconds())
 		log.V(1).Info("incoming request", "code", w.code, "duration", time.Since(start).Round(time.Microsecond).String())
 	}()
+	org, st, release, ok := s.admitRequest(w, r, log)
+	if !ok {
+		return
+	}
+	defer release()
+	log = log.WithValues("org", org)
+	p, ok := s.readMessage(w, r, org)
+	if !ok {
+		return
+	}
+	log = log.WithValues("sourceMessageID", p.msg.SourceMessageID)
+	s.applyMessage(w, r, log, st, p)
+}
 
+// admitRequest answers what is refused before the body is read: the
+// method, readiness, authentication, the organisation's rate limit, the
+// media type, the announced size, and the caps on what is in progress,
+// per organisation and in all. A refused body is drained, so the client
+// reads the answer. ok tells whether the request goes on; release frees
+// what it holds.
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, log logr.Logger) (org string, st *orgState, release func(), ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed; use POST", r.Method), nil)
-		return
+		return "", nil, nil, false
 	}
 	if !s.ready.Load() {
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "the webhookserver is starting; retry later", nil)
-		return
+		return "", nil, nil, false
 	}
-	org, err := s.authenticate(r.Context(), r)
-	if err != nil {
+	org, wait, err := s.authenticate(r.Context(), r)
+	switch {
+	case err != nil:
 		log.Error(err, "reading API keys")
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, "API keys cannot be read; retry later", nil)
-		return
-	}
-	if org == "" {
+		return "", nil, nil, false
+	case wait > 0:
+		retryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, "too many failed API-key attempts for this organisation or from this address; retry later", nil)
+		return "", nil, nil, false
+	case org == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="labhook"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid credentials: send Authorization: Bearer ORG_ID:API_KEY", nil)
-		return
+		return "", nil, nil, false
 	}
-	log = log.WithValues("org", org)
-	if wait, ok := s.allow(org); !ok {
+	st = s.limits.org(org)
+	if wait, ok := s.limits.allow(st); !ok {
+		s.drain(r)
 		retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("organisation %s is over its rate limit of %g requests per second", org, s.opts.RateLimit), nil)
-		return
+		return "", nil, nil, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		s.drain(r)
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
-		return
+		return "", nil, nil, false
 	}
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", s.opts.MaxBodyBytes), nil)
-		return
+		return "", nil, nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	// The body's bytes are reserved before it is read: its announced
+	// length, or the most it may be.
+	reserve := r.ContentLength
+	if reserve < 0 {
+		reserve = s.opts.MaxBodyBytes
+	}
+	release, refused := s.limits.admit(org, st, reserve)
+	if refused != nil {
+		s.drain(r)
+		retryAfter(w, s.opts.RetryAfter)
+		writeError(w, refused.code, refused.text, nil)
+		return "", nil, nil, false
+	}
+	return org, st, release, true
+}
+
+// readMessage decodes and validates the body as it streams in, and names
+// what the message writes. ok tells whether it is a message to apply.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, org string) (*messagePlan, bool) {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	sum := sha256.New()
+	msg, errs, err := wire.DecodeIncoming(io.TeeReader(body, sum), wire.ParseOptions{Regions: s.opts.Regions, MaxConfigExtraBytes: s.opts.MaxConfigExtraBytes})
+	if err == nil {
+		// What decoding left (it stops early past MaxProblems) is read, so
+		// the hash covers the whole body and the client its answer.
+		_, err = io.Copy(sum, body)
+	}
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", s.opts.MaxBodyBytes), nil)
-			return
+			return nil, false
 		}
-		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error(), nil)
-		return
-	}
-
-	msg, errs, err := wire.ParseIncoming(body, wire.ParseOptions{Regions: s.opts.Regions})
-	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
-		return
-	}
-	var p *messagePlan
-	if len(errs) == 0 {
-		p = plan(org, msg)
-		errs = p.errs
+		return nil, false
 	}
 	if len(errs) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("the message has %d problem(s)", len(errs)), details(errs))
-		return
+		return nil, false
 	}
-	log = log.WithValues("sourceMessageID", msg.SourceMessageID)
+	return plan(org, msg, hex.EncodeToString(sum.Sum(nil))), true
+}
 
-	// One id at a time: a concurrent duplicate waits for the first answer.
-	key := org + "/" + msg.SourceMessageID
-	s.messageLocks.LockKey(key)
-	defer func() { _ = s.messageLocks.UnlockKey(key) }()
-	sum := sha256.Sum256(body)
-	bodyHash := hex.EncodeToString(sum[:])
-	if v, ok := s.replays.Get(key); ok {
-		rp := v.(replay)
-		if rp.bodyHash != bodyHash {
-			writeError(w, http.StatusConflict, fmt.Sprintf("source_message_id %q was already used for a different message", msg.SourceMessageID), nil)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(rp.response)
-		return
-	}
-
+// applyMessage applies a message, one source_message_id at a time, and
+// answers it: from memory for a retry this replica answered, else after
+// its writes are committed.
+func (s *Server) applyMessage(w http.ResponseWriter, r *http.Request, log logr.Logger, st *orgState, p *messagePlan) {
+	org, msg := p.ns, p.msg
 	// Writes go on if the client hangs up: a message is applied whole or
 	// as far as the API server allows, never cut off by the caller.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.RequestTimeout)
 	defer cancel()
 	ctx = logr.NewContext(ctx, log)
 
-	errs, err = s.checkReferences(ctx, p)
-	if err != nil {
-		s.fail(w, log, msg, nil, err)
+	// A concurrent duplicate waits for the first answer.
+	key := org + "\x00" + msg.SourceMessageID
+	if err := s.locks.lock(ctx, key); err != nil {
+		s.fail(w, log, org, msg, nil, err)
 		return
 	}
-	if len(errs) > 0 {
-		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("the message refers to what cannot be: %d problem(s)", len(errs)), details(errs))
+	defer s.locks.unlock(key)
+	answerKey := key + "\x00" + msg.Action + "\x00" + msg.Timestamp
+	if v, ok := s.answered.Get(answerKey); ok {
+		if a := v.(remembered); a.bodyHash != p.bodyHash {
+			s.fail(w, log, org, msg, nil, &reuseError{msg: msg})
+			return
+		} else if a.response != nil {
+			writeRaw(w, a.response)
+			return
+		}
+	}
+	done, wait, refused := s.limits.admitCalls(org, st, p.calls())
+	if refused != nil {
+		retryAfter(w, wait)
+		writeJSON(w, refused.code, Response{SourceMessageID: msg.SourceMessageID, Error: refused.text})
 		return
 	}
-	results, err := s.apply(ctx, p, bodyHash)
+	defer done()
+	oc := orgClient{s: s, ns: org, st: st}
+	results, err := s.process(ctx, oc, p)
 	for _, res := range results {
 		objectsApplied.WithLabelValues(res.Kind, res.Operation).Inc()
 	}
 	if err != nil {
-		s.fail(w, log, msg, results, err)
+		s.fail(w, log, org, msg, results, err)
 		return
 	}
-	resp, _ := json.Marshal(Response{SourceMessageID: msg.SourceMessageID, Results: results})
+	resp, _ := json.Marshal(okResponse{SourceMessageID: msg.SourceMessageID, ReplyTo: p.reply, Results: results})
 	resp = append(resp, '\n')
-	s.replays.Add(key, replay{bodyHash: bodyHash, response: resp})
-	log.Info("applied incoming message", "action", msg.Action, "objects", len(results))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp)
+	a := remembered{bodyHash: p.bodyHash}
+	if len(resp) <= maxRememberedAnswer {
+		a.response = resp
+	}
+	s.answered.Add(answerKey, a)
+	replyTo := ""
+	if p.reply != nil {
+		replyTo = p.reply.Type + " " + p.reply.Status
+	}
+	log.Info("applied incoming message", "action", msg.Action, "objects", len(results), "replyTo", replyTo)
+	writeRaw(w, resp)
 }
 
-// allow takes a token from org's rate limiter; when there is none it
-// returns how long until there is.
-func (s *Server) allow(org string) (time.Duration, bool) {
-	if s.opts.RateLimit <= 0 {
-		return 0, true
-	}
-	s.mu.Lock()
-	l, ok := s.limiters[org]
-	if !ok {
-		burst := s.opts.RateBurst
-		if burst <= 0 {
-			burst = int(math.Ceil(s.opts.RateLimit))
-		}
-		l = rate.NewLimiter(rate.Limit(s.opts.RateLimit), burst)
-		s.limiters[org] = l
-	}
-	s.mu.Unlock()
-	res := l.Reserve()
-	if d := res.Delay(); d > 0 {
-		res.Cancel()
-		return d, false
-	}
-	return 0, true
+func writeRaw(w http.ResponseWriter, resp []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp)
 }
 
 func details(errs field.ErrorList) []Detail {
@@ -335,17 +395,17 @@ func details(errs field.ErrorList) []Detail {
 	return out
 }
 
-// fail answers a write that did not go through, with what was applied
-// before it.
-func (s *Server) fail(w http.ResponseWriter, log logr.Logger, msg *wire.IncomingMessage, results []Result, err error) {
-	code, text, det := classify(err)
-	if code == http.StatusServiceUnavailable {
+// fail answers a message that was not applied, with what was applied
+// before the failure.
+func (s *Server) fail(w http.ResponseWriter, log logr.Logger, org string, msg *wire.IncomingMessage, results []Result, err error) {
+	a := classify(org, err)
+	if a.retryAfter {
 		retryAfter(w, s.opts.RetryAfter)
 	}
-	if code >= 500 {
+	if a.code >= 500 {
 		log.Error(err, "incoming message not applied", "applied", len(results))
 	} else {
-		log.Info("incoming message refused", "code", code, "reason", text, "applied", len(results))
+		log.Info("incoming message refused", "code", a.code, "reason", a.text, "applied", len(results))
 	}
-	writeJSON(w, code, Response{SourceMessageID: msg.SourceMessageID, Results: results, Error: text, Details: det})
+	writeJSON(w, a.code, Response{SourceMessageID: msg.SourceMessageID, Results: results, Error: a.text, Details: a.details})
 }

@@ -26,6 +26,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,32 +42,67 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/api/wire"
 )
 
-// What the webhookserver may do: read API-key Secrets and write credential
-// Secrets; apply LabResources (and their status phase) and LabInterfaces,
-// and delete them on DELETED messages.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;patch;delete
+// What the webhookserver may do: read API-key Secrets, and read and write
+// credential Secrets (only those it created; see ownCredentialSecret);
+// apply LabResources (and their status phase) and LabInterfaces, and
+// delete them on DELETED messages; read OutgoingMessages and record
+// replies in their status. Server-side apply that creates an object needs
+// create as well as patch. Credential Secrets are created and updated, not
+// applied (see applySecret).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=labhook.io,resources=labresources,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=labhook.io,resources=labresources/status,verbs=patch
-// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=labhook.io,resources=labinterfaces,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=labhook.io,resources=outgoingmessages,verbs=get
+// +kubebuilder:rbac:groups=labhook.io,resources=outgoingmessages/status,verbs=patch
 
-// Options configure the webhookserver.
+// Options configure the webhookserver. Every limit has a flag; 0 disables
+// a limit.
 type Options struct {
 	// MaxBodyBytes bounds a request body; larger is 413.
 	MaxBodyBytes int64
+	// MaxConfigExtraBytes bounds the config keys labhook does not know
+	// (config.extra) per config object, in JSON bytes.
+	MaxConfigExtraBytes int
 	// RateLimit is the requests per second allowed per organisation, with a
-	// burst of RateBurst (0: the rate, rounded up); 0 disables it.
+	// burst of RateBurst (0: the rate, rounded up); over it is 429.
 	RateLimit float64
 	RateBurst int
+	// MaxConcurrentRequestsPerOrg and MaxInflightBytesPerOrg bound what
+	// one organisation has in progress (over them: 429);
+	// MaxConcurrentRequests and MaxInflightBytes bound the whole
+	// webhookserver (over them: 503). A body's bytes are reserved before it
+	// is read: its Content-Length, or MaxBodyBytes when it has none.
+	MaxConcurrentRequestsPerOrg int
+	MaxInflightBytesPerOrg      int64
+	MaxConcurrentRequests       int
+	MaxInflightBytes            int64
+	// OrgAPIQPS and OrgAPIBurst are each organisation's budget of
+	// Kubernetes API calls per second (0: the rate, rounded up);
+	// OrgAPIConcurrency bounds its calls in flight.
+	OrgAPIQPS         float64
+	OrgAPIBurst       int
+	OrgAPIConcurrency int
+	// AuthFailureRate and AuthFailureBurst throttle failed API-key
+	// attempts, per organisation name and per client address.
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	// FindRepliesInNamespace also looks for the lab message a reply answers
+	// among every LabResource and LabInterface of the organisation, not
+	// only those the reply names (see findReply).
+	FindRepliesInNamespace bool
 	// Regions, when set, is the exhaustive list of accepted regions.
 	Regions []string
 	// RequestTimeout bounds the API writes of one message.
 	RequestTimeout time.Duration
-	// RetryAfter is sent with a 503 when the API server is unavailable.
+	// RetryAfter is sent with a 503, and with a 429 for a limit that is
+	// not a rate.
 	RetryAfter time.Duration
-	// ReplayEntries is how many answered messages are remembered in memory
-	// for replays; objects remember them beyond that.
+	// ReplayEntries is how many answers are remembered in memory for
+	// retries (each at most 4 KiB); objects remember them beyond that.
 	ReplayEntries int
 	// TLSCertFile and TLSKeyFile, when set, serve HTTPS with a certificate
 	// reloaded whenever the files change.
@@ -73,15 +111,27 @@ type Options struct {
 	ShutdownTimeout time.Duration
 }
 
-// DefaultOptions are the flag defaults.
+// DefaultOptions are the flag defaults. The in-flight bytes and the
+// request limits are sized for the container's memory limit in
+// config/manager (see docs/incoming.md, Limits and tenancy).
 func DefaultOptions() Options {
 	return Options{
-		MaxBodyBytes:    1 << 20,
-		RateLimit:       50,
-		RequestTimeout:  30 * time.Second,
-		RetryAfter:      5 * time.Second,
-		ReplayEntries:   10000,
-		ShutdownTimeout: 30 * time.Second,
+		MaxBodyBytes:                1 << 20,
+		MaxConfigExtraBytes:         wire.DefaultMaxConfigExtraBytes,
+		RateLimit:                   50,
+		MaxConcurrentRequestsPerOrg: 8,
+		MaxInflightBytesPerOrg:      8 << 20,
+		MaxConcurrentRequests:       64,
+		MaxInflightBytes:            32 << 20,
+		OrgAPIQPS:                   100,
+		OrgAPIBurst:                 200,
+		OrgAPIConcurrency:           4,
+		AuthFailureRate:             1,
+		AuthFailureBurst:            20,
+		RequestTimeout:              30 * time.Second,
+		RetryAfter:                  5 * time.Second,
+		ReplayEntries:               2000,
+		ShutdownTimeout:             30 * time.Second,
 	}
 }
 
@@ -173,8 +223,37 @@ var (
 		Name: "labhook_incoming_objects_total",
 		Help: "Objects written or skipped for incoming messages, by kind and operation.",
 	}, []string{"kind", "operation"})
+	requestsInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "labhook_incoming_requests_in_progress",
+		Help: "Incoming requests admitted and not yet answered (see --max-concurrent-requests).",
+	})
+	bytesInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "labhook_incoming_body_bytes_in_progress",
+		Help: "Body bytes reserved by the requests in progress (see --max-inflight-bytes).",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, objectsApplied)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, objectsApplied, requestsInProgress, bytesInProgress)
+}
+
+// MemoryLimitEnv is the environment variable the manifests set, through
+// the downward API, to the container's memory limit in bytes.
+const MemoryLimitEnv = "LABHOOK_MEMORY_LIMIT"
+
+// SetMemoryLimitFromEnv sets the Go runtime's soft memory limit to 85 % of
+// the container's (MemoryLimitEnv), so the garbage collector works harder
+// before the kernel's limit is near, unless GOMEMLIMIT says otherwise. It
+// returns the limit set, or 0.
+func SetMemoryLimitFromEnv() int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	limit, err := strconv.ParseInt(os.Getenv(MemoryLimitEnv), 10, 64)
+	if err != nil || limit <= 0 {
+		return 0
+	}
+	limit = limit / 100 * 85
+	debug.SetMemoryLimit(limit)
+	return limit
 }

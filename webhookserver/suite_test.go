@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
@@ -41,6 +43,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/internal/testenv"
@@ -87,6 +90,9 @@ var _ = AfterSuite(func() {
 func testOptions() webhookserver.Options {
 	o := webhookserver.DefaultOptions()
 	o.RateLimit = 0
+	// newOrg polls until a new key works; failed attempts are throttled
+	// only where a test says so.
+	o.AuthFailureRate = 0
 	o.RequestTimeout = 10 * time.Second
 	o.RetryAfter = 2 * time.Second
 	o.ShutdownTimeout = 5 * time.Second
@@ -130,6 +136,30 @@ func startServer(c *rest.Config, opts webhookserver.Options) string {
 		return resp.StatusCode, nil
 	}).WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
 	return base
+}
+
+// serverWithRole runs a webhookserver as a user of its own, bound to the
+// ClusterRole the markers generate (config/rbac/webhookserver/role.yaml),
+// changed by edit when it is not nil, and returns its base URL.
+func serverWithRole(ctx context.Context, name string, edit func(*rbacv1.ClusterRole), opts webhookserver.Options) string {
+	GinkgoHelper()
+	raw, err := os.ReadFile("../config/rbac/webhookserver/role.yaml")
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(yaml.Unmarshal(raw, role)).To(Succeed())
+	role.Name = name
+	if edit != nil {
+		edit(role)
+	}
+	Expect(k8sClient.Create(ctx, role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}},
+	})).To(Succeed())
+	user, err := testEnv.AddUser(envtest.User{Name: name}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	return startServer(user.Config(), opts)
 }
 
 // newOrg creates an organisation namespace with one plain API key.

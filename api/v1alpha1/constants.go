@@ -136,9 +136,20 @@ const (
 	// replay of the same source message id is recognised, and the same id
 	// with another body refused, after the webhookserver restarts.
 	AnnotationSourceBodyHash = "labhook.io/source-body-hash"
+	// AnnotationSourceAction is the action (CREATED, UPDATED, DELETED) of the
+	// message an object reflects; with the id and the timestamp it tells a
+	// new message from an ambiguous reuse of source_message_id.
+	AnnotationSourceAction = "labhook.io/source-action"
+	// AnnotationSourceOperation is what that message did to the object
+	// (created, updated, unchanged, deleted), so a retry of the message is
+	// answered as it was the first time, by any replica.
+	AnnotationSourceOperation = "labhook.io/source-operation"
 	// AnnotationSourceDeleted is set, to the source message id, on an object
-	// the webhookserver is about to delete, so its DELETED message is not echoed.
-	AnnotationSourceDeleted = "labhook.io/source-deleted"
+	// the webhookserver is about to delete, so its DELETED message is not
+	// echoed; AnnotationSourceDeletedAt is when (RFC 3339). Only a deletion
+	// that follows the mark closely counts (internal/echo.IsEchoDelete).
+	AnnotationSourceDeleted   = "labhook.io/source-deleted"
+	AnnotationSourceDeletedAt = "labhook.io/source-deleted-at"
 )
 
 // AnnotationReplyTo is set by the webhookserver on every object an incoming

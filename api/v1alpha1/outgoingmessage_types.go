@@ -174,11 +174,14 @@ type OutgoingMessageStatus struct {
 // Replies counts the incoming messages that answered an outgoing message.
 type Replies struct {
 	// count of incoming messages accepted with this message's id as their
-	// source_message_id. A retry of the same POST is not counted again.
+	// source_message_id. A retry of the same POST is not counted again,
+	// whichever webhookserver replica answers it.
 	// +kubebuilder:validation:Minimum=0
 	Count int32 `json:"count"`
 
-	// lastTime is when the last reply was accepted.
+	// lastTime is the timestamp of the last reply (its timestamp field, to
+	// the second): with lastAction it tells a retry of that reply, which is
+	// not counted again, from a new one.
 	// +optional
 	LastTime *metav1.Time `json:"lastTime,omitempty"`
 

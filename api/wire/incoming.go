@@ -31,6 +31,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -53,7 +54,8 @@ var (
 	AuthTypes      = []string{"keypair", "generated_username_password"}
 )
 
-// Limits of one incoming message.
+// Limits of one incoming message. The decoder enforces them while it
+// reads, so what it keeps in memory is bounded by them, not by the body.
 const (
 	MaxResources         = 100
 	MaxInterfaces        = 500
@@ -61,6 +63,18 @@ const (
 	MaxIDLength          = 253
 	MaxAddressLength     = 2048
 	MaxRegionLength      = 32
+	// MaxCredentialKeys bounds the keys of authentication.data.
+	MaxCredentialKeys = 16
+	// MaxStringLength bounds any string value (a private key is the
+	// longest expected).
+	MaxStringLength = 16 << 10
+	// MaxDepth bounds the nesting of the values kept in config.extra.
+	MaxDepth = 32
+	// MaxProblems bounds the problems reported for one message.
+	MaxProblems = 100
+	// DefaultMaxConfigExtraBytes is the default budget of the config keys
+	// labhook does not know, per config object, as sent (JSON bytes).
+	DefaultMaxConfigExtraBytes = 4096
 )
 
 // RegionPattern is the shape of a cloud region code, as the CRD checks it.
@@ -149,32 +163,48 @@ func (Credentials) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`)
 type ParseOptions struct {
 	// Regions, when not empty, is the exhaustive list of accepted regions.
 	Regions []string
+	// MaxConfigExtraBytes bounds the config keys labhook does not know (they
+	// go to config.extra), per config object, in JSON bytes as sent; 0 means
+	// DefaultMaxConfigExtraBytes.
+	MaxConfigExtraBytes int
 }
 
 // ErrMalformed wraps a body that is not one JSON object.
 var ErrMalformed = errors.New("malformed JSON")
 
 // ParseIncoming decodes and validates body as a whole. It reports every
-// problem it finds, each with its field path (data.resources[1].type), not
-// just the first. Unknown fields are errors, except inside a config object,
-// where unknown keys are kept in Extra. It returns a message only when
-// there is no problem. A body that is not a JSON object gives a single
-// error wrapping ErrMalformed.
+// problem it finds (up to MaxProblems), each with its field path
+// (data.resources[1].type), not just the first. Unknown fields are errors,
+// except inside a config object, where unknown keys are kept in Extra. It
+// returns a message only when there is no problem. A body that is not a
+// JSON object gives a single error wrapping ErrMalformed.
 func ParseIncoming(body []byte, opts ParseOptions) (*IncomingMessage, field.ErrorList, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var root any
-	if err := dec.Decode(&root); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	return DecodeIncoming(bytes.NewReader(body), opts)
+}
+
+// DecodeIncoming is ParseIncoming reading from r, token by token: lists,
+// strings, nesting and config.extra are bounded while the body streams in,
+// so memory does not grow with what a sender puts in the body. An error
+// reading r that is not about the JSON itself (a body over its size limit,
+// a client gone) is returned wrapped, without ErrMalformed.
+func DecodeIncoming(r io.Reader, opts ParseOptions) (*IncomingMessage, field.ErrorList, error) {
+	body := &bodyReader{r: r}
+	w := &walker{opts: opts}
+	extraMax := opts.MaxConfigExtraBytes
+	if extraMax <= 0 {
+		extraMax = DefaultMaxConfigExtraBytes
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
+	// Duplicate names are found by the reader among the keys it keeps, so
+	// the decoder need not remember every name of a large object.
+	dec := jsontext.NewDecoder(body, jsontext.AllowDuplicateNames(true))
+	rd := &reader{dec: dec, body: body, w: w, extraMax: extraMax}
+	obj, err := rd.root()
+	if errors.Is(err, errStop) {
+		return nil, w.errs, nil
 	}
-	obj, ok := root.(map[string]any)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: the body must be a JSON object", ErrMalformed)
+	if err != nil {
+		return nil, nil, err
 	}
-	w := walker{opts: opts}
 	m := w.message(obj)
 	if len(w.errs) > 0 {
 		return nil, w.errs, nil
@@ -182,14 +212,25 @@ func ParseIncoming(body []byte, opts ParseOptions) (*IncomingMessage, field.Erro
 	return m, nil, nil
 }
 
-// walker turns a decoded JSON tree into an IncomingMessage, collecting
-// every problem on the way.
+// walker turns a decoded, bounded JSON tree into an IncomingMessage,
+// collecting every problem on the way.
 type walker struct {
 	opts ParseOptions
 	errs field.ErrorList
 }
 
-func (w *walker) add(err *field.Error) { w.errs = append(w.errs, err) }
+// add reports a problem; past MaxProblems, one last entry says so and the
+// rest are dropped.
+func (w *walker) add(err *field.Error) {
+	switch {
+	case len(w.errs) < MaxProblems:
+		w.errs = append(w.errs, err)
+	case len(w.errs) == MaxProblems:
+		w.errs = append(w.errs, field.Forbidden(field.NewPath("data"), fmt.Sprintf("more than %d problems; the first %d are listed", MaxProblems, MaxProblems)))
+	}
+}
+
+func (w *walker) full() bool { return len(w.errs) > MaxProblems }
 
 func sortedKeys(obj map[string]any) []string {
 	keys := make([]string, 0, len(obj))
@@ -200,18 +241,8 @@ func sortedKeys(obj map[string]any) []string {
 	return keys
 }
 
-// unknown reports, in key order, the fields of obj not in known.
-func (w *walker) unknown(obj map[string]any, p *field.Path, known ...string) {
-	for _, k := range sortedKeys(obj) {
-		if slices.Contains(known, k) {
-			continue
-		}
-		w.add(field.Forbidden(p.Child(k), fmt.Sprintf("unknown field; the known fields are %s", strings.Join(known, ", "))))
-	}
-}
-
 func typeName(v any) string {
-	switch v.(type) {
+	switch v := v.(type) {
 	case nil:
 		return "null"
 	case string:
@@ -224,6 +255,12 @@ func typeName(v any) string {
 		return "a list"
 	case map[string]any:
 		return "an object"
+	case tooLong:
+		return "a string"
+	case tooMany:
+		return "a list"
+	case skipped:
+		return string(v)
 	}
 	return fmt.Sprintf("%T", v)
 }
@@ -244,6 +281,8 @@ func truncate(v any) any {
 		return string(v)
 	case nil, bool:
 		return v
+	case tooLong:
+		return fmt.Sprintf("<a string of %d bytes>", int(v))
 	}
 	return "<" + typeName(v) + ">"
 }
@@ -255,6 +294,14 @@ func (w *walker) str(obj map[string]any, key string, p *field.Path, required boo
 		if required {
 			w.add(field.Required(p.Child(key), ""))
 		}
+		return ""
+	}
+	if n, ok := v.(tooLong); ok {
+		limit := maxLen
+		if limit <= 0 {
+			limit = MaxStringLength
+		}
+		w.add(field.TooLong(p.Child(key), truncate(n), limit))
 		return ""
 	}
 	s, ok := v.(string)
@@ -304,6 +351,10 @@ func (w *walker) list(obj map[string]any, key string, p *field.Path, maxItems in
 	if !ok || v == nil {
 		return nil
 	}
+	if n, ok := v.(tooMany); ok {
+		w.add(field.TooMany(p.Child(key), int(n), maxItems))
+		return nil
+	}
 	l, ok := v.([]any)
 	if !ok {
 		w.wrongType(p.Child(key), v, "a list")
@@ -317,7 +368,6 @@ func (w *walker) list(obj map[string]any, key string, p *field.Path, maxItems in
 }
 
 func (w *walker) message(obj map[string]any) *IncomingMessage {
-	w.unknown(obj, nil, "source_message_id", "type", "action", "timestamp", "data")
 	m := &IncomingMessage{
 		SourceMessageID: w.str(obj, "source_message_id", nil, true, MaxIDLength),
 		Type:            w.enum(obj, "type", nil, true, []string{IncomingTypeResource}),
@@ -339,11 +389,12 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 		}
 		return m
 	}
-	w.unknown(data, dp, "resources", "interfaces")
 	deleted := m.Action == ActionDeleted
 	resources := w.list(data, "resources", dp, MaxResources)
 	interfaces := w.list(data, "interfaces", dp, MaxInterfaces)
-	if len(resources) == 0 && len(interfaces) == 0 {
+	_, manyResources := data["resources"].(tooMany)
+	_, manyInterfaces := data["interfaces"].(tooMany)
+	if len(resources) == 0 && len(interfaces) == 0 && !manyResources && !manyInterfaces {
 		w.add(field.Required(dp, "at least one resource or interface"))
 	}
 	ids := map[string]bool{}
@@ -386,7 +437,6 @@ func (w *walker) message(obj map[string]any) *IncomingMessage {
 }
 
 func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) IncomingResource {
-	w.unknown(o, p, "id", "type", "status", "name", "config")
 	r := IncomingResource{
 		ID:     w.str(o, "id", p, true, MaxIDLength),
 		Type:   w.enum(o, "type", p, !deleted, ResourceTypes),
@@ -461,7 +511,6 @@ func (w *walker) resource(o map[string]any, p *field.Path, deleted bool) Incomin
 }
 
 func (w *walker) nic(o map[string]any, p *field.Path) NetworkInterface {
-	w.unknown(o, p, "public_ip", "private_ip", "dns")
 	n := NetworkInterface{
 		PublicIP:  w.str(o, "public_ip", p, false, 45),
 		PrivateIP: w.str(o, "private_ip", p, false, 45),
@@ -484,7 +533,6 @@ func (w *walker) nic(o map[string]any, p *field.Path) NetworkInterface {
 }
 
 func (w *walker) iface(o map[string]any, p *field.Path, deleted bool) IncomingInterface {
-	w.unknown(o, p, "name", "type", "region", "resource_id", "config")
 	f := IncomingInterface{
 		Name:       w.str(o, "name", p, true, MaxIDLength),
 		Type:       w.enum(o, "type", p, !deleted, InterfaceTypes),
@@ -560,7 +608,6 @@ func (w *walker) port(v any, p *field.Path) *int32 {
 // auth reads an authentication object. Credential values never appear in
 // an error: only their field paths do.
 func (w *walker) auth(o map[string]any, p *field.Path) *Authentication {
-	w.unknown(o, p, "type", "data")
 	a := &Authentication{Type: w.enum(o, "type", p, true, AuthTypes), Data: Credentials{}}
 	data, ok := w.object(o, "data", p)
 	if !ok {
@@ -572,6 +619,10 @@ func (w *walker) auth(o map[string]any, p *field.Path) *Authentication {
 	dp := p.Child("data")
 	for _, k := range sortedKeys(data) {
 		v := data[k]
+		if n, ok := v.(tooLong); ok {
+			w.add(field.TooLong(dp.Child(k), truncate(n), MaxStringLength))
+			continue
+		}
 		s, ok := v.(string)
 		if !ok {
 			w.add(field.Invalid(dp.Child(k), "<"+typeName(v)+">", "must be a string"))

@@ -258,6 +258,17 @@ func Verify(key string, headers http.Header, body []byte) error {
 // ErrRequiredHeaders, ErrInvalidHeaders, or, for an unusable key,
 // ErrWeakSecret, ErrInvalidKey or ErrPrivateKeyToVerify.
 func VerifyAny(keys []string, headers http.Header, body []byte) error {
+	return verify(keys, headers, body, true)
+}
+
+// VerifyIgnoringTimestamp is Verify without the replay window: for a
+// message recorded earlier and checked now (kubectl labhook verify
+// --ignore-timestamp). A receiver must not use it for live traffic.
+func VerifyIgnoringTimestamp(key string, headers http.Header, body []byte) error {
+	return verify([]string{key}, headers, body, false)
+}
+
+func verify(keys []string, headers http.Header, body []byte, checkTime bool) error {
 	if len(keys) == 0 {
 		return fmt.Errorf("verify: no key: %w", ErrWeakSecret)
 	}
@@ -272,7 +283,13 @@ func VerifyAny(keys []string, headers http.Header, body []byte) error {
 		}
 		parsed = append(parsed, k)
 	}
-	msgID, ts, err := checkHeaders(headers, time.Now())
+	now := time.Now()
+	if !checkTime {
+		if ts, err := strconv.ParseInt(headers.Get(HeaderWebhookTimestamp), 10, 64); err == nil {
+			now = time.Unix(ts, 0)
+		}
+	}
+	msgID, ts, err := checkHeaders(headers, now)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

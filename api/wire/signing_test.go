@@ -158,6 +158,20 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+func TestVerifyIgnoringTimestampChecksTheSignatureOnly(t *testing.T) {
+	// The fixed vector is years old: only its signature is checked.
+	if err := wire.VerifyIgnoringTimestamp(vectorSecret, headers(vectorID, vectorUnix, vectorSignature), []byte(vectorBody)); err != nil {
+		t.Fatalf("VerifyIgnoringTimestamp(vector) = %v, want success", err)
+	}
+	if err := wire.Verify(vectorSecret, headers(vectorID, vectorUnix, vectorSignature), []byte(vectorBody)); !errors.Is(err, wire.ErrMessageTooOld) {
+		t.Fatalf("Verify(vector) = %v, want %v", err, wire.ErrMessageTooOld)
+	}
+	changed := strings.Replace(vectorBody, "vm-1", "vm-2", 1)
+	if err := wire.VerifyIgnoringTimestamp(vectorSecret, headers(vectorID, vectorUnix, vectorSignature), []byte(changed)); !errors.Is(err, wire.ErrNoMatchingSignature) {
+		t.Fatalf("VerifyIgnoringTimestamp(changed body) = %v, want %v", err, wire.ErrNoMatchingSignature)
+	}
+}
+
 func TestSignRefusesUnusableSecrets(t *testing.T) {
 	for _, secrets := range [][]string{nil, {""}, {"whsec_!!!"}, {vectorSecret, "whsec_c2hvcnQ="}} {
 		if _, err := wire.Sign(secrets, "id", time.Now(), nil); err == nil {

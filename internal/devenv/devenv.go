@@ -150,7 +150,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	receiverURL := fmt.Sprintf("http://127.0.0.1:%d/webhooks/events", o.ReceiverPort)
 	if err := children.start(ctx, exited, childSpec{
 		name: "receiver", dir: o.BinDir,
-		args: []string{"--bind-address", addr(o.ReceiverPort)},
+		// The demo's secret verifies its hmac-sha256 config; the JWKS of
+		// the demo organisation verifies an ed25519 one (try
+		// config/samples' ed25519 WebhookConfig).
+		args: []string{"--bind-address", addr(o.ReceiverPort),
+			"--jwks-url", fmt.Sprintf("http://127.0.0.1:%d%s%s", o.WebhookServerPort, wire.JWKSPathPrefix, DemoNamespace)},
 		env:  []string{receiver.SecretEnv + "=" + signingSecret},
 		wait: fmt.Sprintf("http://127.0.0.1:%d/healthz", o.ReceiverPort),
 		echo: o.ReceiverEcho,

@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -60,7 +61,41 @@ func IsEcho(obj metav1.Object, spec any) bool {
 	return ok && h != "" && h == SpecHash(spec)
 }
 
-// IsEchoDelete reports whether obj is being deleted on a backend's request.
+// DeleteWindow is how closely a deletion must follow the webhookserver's
+// mark to count as the backend's own. The webhookserver deletes a moment
+// after marking and takes the mark off when the delete fails; the window
+// covers clock skew between its node and the API server's.
+const DeleteWindow = time.Minute
+
+// DeleteMark returns the annotations the webhookserver sets on an object
+// just before it deletes it for source message id, at time at.
+func DeleteMark(sourceMessageID string, at time.Time) map[string]string {
+	return map[string]string{
+		labhookv1alpha1.AnnotationSourceDeleted:   sourceMessageID,
+		labhookv1alpha1.AnnotationSourceDeletedAt: at.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// IsEchoDelete reports whether obj is being deleted on a backend's
+// request: it carries the webhookserver's deletion mark and its deletion
+// began within DeleteWindow of the time in the mark. A mark left by a
+// delete that failed cannot hide a later deletion by someone else. A mark
+// without a time (set by hand, or by a webhookserver before marks had one)
+// is honoured as it is.
 func IsEchoDelete(obj metav1.Object) bool {
-	return obj.GetAnnotations()[labhookv1alpha1.AnnotationSourceDeleted] != ""
+	ann := obj.GetAnnotations()
+	deleted := obj.GetDeletionTimestamp()
+	if deleted == nil || ann[labhookv1alpha1.AnnotationSourceDeleted] == "" {
+		return false
+	}
+	marked, ok := ann[labhookv1alpha1.AnnotationSourceDeletedAt]
+	if !ok {
+		return true
+	}
+	at, err := time.Parse(time.RFC3339Nano, marked)
+	if err != nil {
+		return false
+	}
+	d := deleted.Sub(at)
+	return d > -DeleteWindow && d < DeleteWindow
 }

@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/labhook/labhook/api/wire"
 )
@@ -40,40 +39,19 @@ type verifier interface {
 	verify(h http.Header, body []byte) error
 }
 
-// hmacVerifier checks "v1" signatures with a whsec_ secret, through
-// wire.Verify: what every receiver of an hmac-sha256 config does.
-type hmacVerifier struct {
-	secret          string
+// keyVerifier checks a message with one key, through wire: a whsec_
+// secret verifies "v1" signatures (hmac-sha256 configs), a whpk_ public
+// key "v1a" ones (ed25519 configs), as every receiver does.
+type keyVerifier struct {
+	key             string
 	ignoreTimestamp bool
 }
 
-func (v hmacVerifier) verify(h http.Header, body []byte) error {
-	err := wire.Verify(v.secret, h, body)
-	if v.ignoreTimestamp && (errors.Is(err, wire.ErrMessageTooOld) || errors.Is(err, wire.ErrMessageTooNew)) {
-		// A recorded message is older than the replay window; check its
-		// signature alone, with the same library wire.Verify wraps.
-		wh, werr := standardwebhooks.NewWebhook(v.secret)
-		if werr != nil {
-			return err
-		}
-		return wh.VerifyIgnoringTimestamp(body, h)
+func (v keyVerifier) verify(h http.Header, body []byte) error {
+	if v.ignoreTimestamp {
+		return wire.VerifyIgnoringTimestamp(v.key, h, body)
 	}
-	return err
-}
-
-// Ed25519Verify checks "v1a" signatures with a whpk_ public key. It is nil
-// until api/wire provides Ed25519 verification; the main package (or
-// this package, once wire has it) sets it, and --public-key works from then on.
-var Ed25519Verify func(publicKey string, h http.Header, body []byte) error
-
-// errPublicKeyUnsupported is --public-key's answer while Ed25519Verify is nil.
-var errPublicKeyUnsupported = errors.New("--public-key: verifying ed25519 (Standard Webhooks v1a) signatures is not supported yet; " +
-	"for an hmac-sha256 WebhookConfig use --secret-file")
-
-type ed25519Verifier struct{ publicKey string }
-
-func (v ed25519Verifier) verify(h http.Header, body []byte) error {
-	return Ed25519Verify(v.publicKey, h, body)
+	return wire.Verify(v.key, h, body)
 }
 
 // verifyResult is what `verify` prints.
@@ -115,8 +93,8 @@ captures it), or a body file with its headers (-H, or --headers with one
 "Name: value" per line). The exit status is non-zero unless it verifies.
 
 --secret-file holds a hmac-sha256 config's whsec_ secret (its signing
-Secret's "secret" key). --public-key (whpk_..., for ed25519 configs) is not
-supported yet.`,
+Secret's "secret" key); --public-key an ed25519 config's whpk_ public key
+(its status.publicKey).`,
 		Example: `  kubectl get secret main-signing -n acme -o jsonpath='{.data.secret}' | base64 -d > secret
   kubectl labhook verify --secret-file secret --request recorded.http --ignore-timestamp
   kubectl labhook verify --secret-file secret --body body.json \
@@ -186,10 +164,11 @@ func (c *cli) verify(f verifyFlags) error {
 // verifierFor reads the key the flags name. The secret is never printed.
 func (c *cli) verifierFor(f verifyFlags) (verifier, error) {
 	if f.publicKey != "" {
-		if Ed25519Verify == nil {
-			return nil, errPublicKeyUnsupported
+		key := strings.TrimSpace(f.publicKey)
+		if !strings.HasPrefix(key, wire.PublicKeyPrefix) {
+			return nil, fmt.Errorf("--public-key: not a %s public key (an ed25519 WebhookConfig's status.publicKey)", wire.PublicKeyPrefix)
 		}
-		return ed25519Verifier{publicKey: strings.TrimSpace(f.publicKey)}, nil
+		return keyVerifier{key: key, ignoreTimestamp: f.ignoreTimestamp}, nil
 	}
 	b, err := os.ReadFile(f.secretFile)
 	if err != nil {
@@ -200,7 +179,7 @@ func (c *cli) verifierFor(f verifyFlags) (verifier, error) {
 		return nil, fmt.Errorf("--secret-file %s: does not hold a %s secret (the signing Secret's %q key, base64-decoded)",
 			f.secretFile, wire.SecretPrefix, "secret")
 	}
-	return hmacVerifier{secret: secret, ignoreTimestamp: f.ignoreTimestamp}, nil
+	return keyVerifier{key: secret, ignoreTimestamp: f.ignoreTimestamp}, nil
 }
 
 // explainVerify says what a verification failure means for a receiver.

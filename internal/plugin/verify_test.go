@@ -106,6 +106,24 @@ var _ = Describe("verify", func() {
 		Expect(verify(ctx, args...).err).To(MatchError(ContainSubstring("no signature matches")))
 	})
 
+	It("accepts an ed25519 (v1a) message with the config's public key, old recordings only when asked", func(ctx SpecContext) {
+		priv, pub, err := wire.GenerateKeyPair()
+		Expect(err).NotTo(HaveOccurred())
+		r := verify(ctx, append([]string{"--public-key", pub, "--body", bodyFile, "-o", "json"}, signed(time.Now(), priv)...)...)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.out).To(ContainSubstring(`"valid": true`))
+
+		args := append([]string{"--public-key", pub, "--body", bodyFile}, signed(time.Now().Add(-10*time.Minute), priv)...)
+		Expect(verify(ctx, args...).err).To(MatchError(ContainSubstring("more than 5 minutes old")))
+		Expect(verify(ctx, append(args, "--ignore-timestamp")...).err).NotTo(HaveOccurred())
+
+		By("another key pair's public key refuses it")
+		_, other, err := wire.GenerateKeyPair()
+		Expect(err).NotTo(HaveOccurred())
+		args = append([]string{"--public-key", other, "--body", bodyFile, "--ignore-timestamp"}, signed(time.Now(), priv)...)
+		Expect(verify(ctx, args...).err).To(MatchError(ContainSubstring("no signature matches")))
+	})
+
 	DescribeTable("says why a message does not verify",
 		func(ctx SpecContext, mutate func(args []string) []string, wantErr string) {
 			args := append([]string{"--secret-file", secretFile, "--body", bodyFile}, signed(time.Now(), secret)...)
@@ -131,9 +149,14 @@ var _ = Describe("verify", func() {
 		}, `does not hold a whsec_ secret`),
 		Entry("a header that is not 'name: value'", func(a []string) []string { return append(a, "-H", "garbage") },
 			`-H: "garbage" is not a 'Name: value' header`),
-		Entry("an ed25519 public key", func([]string) []string {
-			return []string{"--public-key", "whpk_abc", "--body", bodyFile}
-		}, "--public-key: verifying ed25519 (Standard Webhooks v1a) signatures is not supported yet"),
+		Entry("a --public-key that is not a whpk_ key", func([]string) []string {
+			return []string{"--public-key", secret, "--body", bodyFile}
+		}, "--public-key: not a whpk_ public key"),
+		Entry("a v1 (hmac) message checked with an ed25519 public key", func(a []string) []string {
+			_, pub, err := wire.GenerateKeyPair()
+			Expect(err).NotTo(HaveOccurred())
+			return append([]string{"--public-key", pub}, a[2:]...)
+		}, "no signature matches"),
 		Entry("no key", func([]string) []string { return []string{"--body", bodyFile} },
 			"at least one of the flags in the group [secret-file public-key] is required"),
 	)

@@ -54,9 +54,11 @@ func incoming(ctx context.Context, b *bench) ([]result, error) {
 	if err != nil {
 		return []result{res}, err
 	}
-	// No rate limit in a throughput benchmark, and no client-side
-	// throttling either.
-	args := []string{"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000"}
+	// One organisation's throughput: no rate limit and no per-organisation
+	// share of the API (those bound one organisation among many, see
+	// test/hostile), and no client-side throttling either.
+	args := []string{"--rate-limit=1000000", "--kube-api-qps=5000", "--kube-api-burst=10000",
+		"--org-api-qps=0", "--org-api-concurrency=0", "--max-concurrent-requests-per-org=0", "--max-inflight-bytes-per-org=0"}
 	ws, wsURL, err := stack.WebhookServer(bin, b.cl.Kubeconfig, b.logPath("webhookserver-incoming"), args...)
 	if err != nil {
 		res.note = err.Error()

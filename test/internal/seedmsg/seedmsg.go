@@ -25,14 +25,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
+	"github.com/labhook/labhook/webhookserver"
 )
 
 // Path is the seed example, relative to the repository root.
@@ -97,14 +96,6 @@ type Objects struct {
 	Interfaces []*labhookv1alpha1.LabInterface
 }
 
-var nonLabel = regexp.MustCompile(`[^a-z0-9]+`)
-
-// InterfaceName is the CR name of an interface: <resource name>-<its name
-// as a DNS label>, as in config/samples.
-func InterfaceName(resourceName, name string) string {
-	return resourceName + "-" + strings.Trim(nonLabel.ReplaceAllString(strings.ToLower(name), "-"), "-")
-}
-
 // Objects converts the message into the 11 objects the webhookserver writes
 // (2 credential Secrets, 4 LabResources, 5 LabInterfaces) plus 4 phases.
 func (m Message) Objects(namespace string) Objects {
@@ -114,7 +105,7 @@ func (m Message) Objects(namespace string) Objects {
 		res := r.(map[string]any)
 		id := res["id"].(string)
 		lr := &labhookv1alpha1.LabResource{
-			ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: webhookserver.ResourceName(id), Namespace: namespace},
 			Spec: labhookv1alpha1.LabResourceSpec{
 				ID: id, Type: labhookv1alpha1.ResourceType(res["type"].(string)), Name: str(res["name"]),
 				Config: &labhookv1alpha1.LabResourceConfig{},
@@ -134,13 +125,14 @@ func (m Message) Objects(namespace string) Objects {
 	}
 	for _, f := range data["interfaces"].([]any) {
 		itf := f.(map[string]any)
-		name := InterfaceName(itf["resource_id"].(string), itf["name"].(string))
+		name := webhookserver.InterfaceName(itf["resource_id"].(string), itf["name"].(string))
+		resource := webhookserver.ResourceName(itf["resource_id"].(string))
 		li := &labhookv1alpha1.LabInterface{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 			Spec: labhookv1alpha1.LabInterfaceSpec{
 				Name: itf["name"].(string), Type: labhookv1alpha1.InterfaceType(itf["type"].(string)),
 				Region:      itf["region"].(string),
-				ResourceRef: labhookv1alpha1.LocalObjectReference{Name: itf["resource_id"].(string)},
+				ResourceRef: labhookv1alpha1.LocalObjectReference{Name: resource},
 			},
 		}
 		if cfg, ok := itf["config"].(map[string]any); ok {
@@ -160,7 +152,7 @@ func (m Message) Objects(namespace string) Objects {
 			if auth, ok := cfg["authentication"].(map[string]any); ok {
 				sec := &corev1.Secret{
 					ObjectMeta: metav1.ObjectMeta{
-						Name: name + "-credentials", Namespace: namespace,
+						Name: webhookserver.CredentialSecretName(name), Namespace: namespace,
 						Labels: map[string]string{labhookv1alpha1.LabelLabInterface: name},
 					},
 					StringData: map[string]string{},
