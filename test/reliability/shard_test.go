@@ -202,7 +202,7 @@ var _ = Describe("Shards", func() {
 			len(msgsOpen), len(resOpen), tOpen.lost, tOpen.duplicated)
 		report("shards: organisation of shard two %d + %d, lost %d, duplicated %d, from shard two only (%v)",
 			len(msgsTwo), len(resTwo), tTwo.lost, tTwo.duplicated, two.senders())
-		report("shards: moved organisation %d + %d, lost %d, duplicated %d; senders %v; shard one saw the relabel within %s, its last arrival %s after it; "+
+		report("shards: moved organisation %d + %d, lost %d, duplicated %d; senders %v; shard one logged the move %s after the relabel, its last arrival came %s after the relabel; "+
 			"shard two's standby took the Lease %s after kill -9 of its leader",
 			len(msgsOne), len(resOne), tOne.lost, tOne.duplicated, one.senders(), leftAt.Sub(movedAt).Round(time.Millisecond),
 			lastOne.Sub(movedAt).Round(time.Millisecond),
