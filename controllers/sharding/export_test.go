@@ -26,3 +26,18 @@ func Relists() float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// StaleScopes returns how many of o's informers still have to list again.
+func StaleScopes(o *Organisations) int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	n := 0
+	for _, s := range o.scopes {
+		s.mu.Lock()
+		if s.stale {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}

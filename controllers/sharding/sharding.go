@@ -34,7 +34,8 @@ limitations under the License.
 // API server's watch cache) so its existing objects arrive as creations and
 // are reconciled; when one leaves, the same list removes its objects, which
 // arrive as deletions. A brand-new namespace created with the label needs
-// no list: nothing of it was left out.
+// no list when its Namespace is seen before its objects, as it usually is:
+// nothing of it was left out.
 package sharding
 
 import (

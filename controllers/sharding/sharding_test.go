@@ -146,6 +146,10 @@ var _ = Describe("Organisations of a shard", func() {
 		time.Sleep(500 * time.Millisecond)
 		before := sharding.Relists()
 		ns := organisation(ctx, "new", "alpha")
+		// Its objects usually arrive after its Namespace; when one arrives
+		// first, the shards list again (no object is lost, the case of
+		// "moves an organisation"). Here the Namespace is seen first.
+		Eventually(func() bool { return alpha.orgs.Has(ns) && !open.orgs.Has(ns) }).Should(BeTrue())
 		resource(ctx, ns, "r1")
 		Eventually(func() []string { return listed(ctx, alpha, ns) }).Should(Equal([]string{ns + "/r1"}))
 		Consistently(func() float64 { return sharding.Relists() }).WithTimeout(2*time.Second).Should(Equal(before),
@@ -153,6 +157,60 @@ var _ = Describe("Organisations of a shard", func() {
 		Expect(listed(ctx, beta, ns)).To(BeEmpty())
 		Expect(listed(ctx, open, ns)).To(BeEmpty())
 		Expect(storeNamespaces(open.store, ns)).To(BeEmpty())
+	})
+
+	It("lists again when objects of a namespace arrive before its Namespace: the shard it names gets them, the others lose them", func(ctx SpecContext) {
+		alpha, open := startShard("alpha", true), startShard("", true)
+		var early []string // namespaces that do not exist yet
+		for range 2 {
+			early = append(early, fmt.Sprintf("early-%d", nsCounter.Add(1)))
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			var items []string
+			for _, ns := range early {
+				items = append(items, fmt.Sprintf(`{"apiVersion":"labhook.io/v1alpha1","kind":"LabResource","metadata":{"name":"r1","namespace":%q}}`, ns))
+			}
+			fmt.Fprintf(w, `{"apiVersion":"labhook.io/v1alpha1","kind":"LabResourceList","metadata":{"resourceVersion":"7"},"items":[%s]}`,
+				strings.Join(items, ","))
+		}))
+		DeferCleanup(srv.Close)
+		namespacesIn := func(s *shardCache) []string {
+			resp, err := (&http.Client{Transport: s.orgs.Transport(http.DefaultTransport)}).Get(srv.URL)
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = resp.Body.Close() }()
+			var list labhookv1alpha1.LabResourceList
+			Expect(json.NewDecoder(resp.Body).Decode(&list)).To(Succeed())
+			out := []string{}
+			for _, lr := range list.Items {
+				out = append(out, lr.Namespace)
+			}
+			return out
+		}
+		By("a shard leaves out the objects of a namespace it has not seen; the unsharded manager lets them in")
+		Expect(namespacesIn(alpha)).To(BeEmpty())
+		Expect(namespacesIn(open)).To(Equal(early))
+
+		create := func(name, shard string) {
+			Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
+				Labels: map[string]string{labhookv1alpha1.LabelShard: shard}}})).To(Succeed())
+		}
+		By("the first Namespace shows shard alpha: alpha's two informers list again to get what they left out, " +
+			"the unsharded manager's two to drop what they let in")
+		before := sharding.Relists()
+		create(early[0], "alpha")
+		Eventually(sharding.Relists).Should(Equal(before + 4))
+		// The lists come after the reflectors' back-off (0.8 s or more);
+		// until they are done, another change shares them.
+		Eventually(func() int { return sharding.StaleScopes(alpha.orgs) + sharding.StaleScopes(open.orgs) }).Should(BeZero())
+		Expect(sharding.Relists()).To(Equal(before + 4))
+
+		By("the second shows shard beta: only the unsharded manager's informers list again; alpha left it out, as it should")
+		create(early[1], "beta")
+		Eventually(sharding.Relists).Should(Equal(before + 6))
+		Consistently(sharding.Relists).WithTimeout(time.Second).Should(Equal(before + 6))
+		Expect(namespacesIn(alpha)).To(Equal(early[:1]))
+		Expect(namespacesIn(open)).To(BeEmpty())
 	})
 
 	It("answers NotFound and empty lists outside the shard through the uncached reader", func(ctx SpecContext) {
