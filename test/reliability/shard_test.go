@@ -58,6 +58,17 @@ func (o *outbox) lastFrom(name string) time.Time {
 	return last
 }
 
+// firstFrom is the first arrival from the manager named name after t.
+func (o *outbox) firstFrom(name string, t time.Time) time.Time {
+	var first time.Time
+	for _, a := range o.rec.Arrivals() {
+		if a.Message.Callback == callbackOf(name) && a.At.After(t) && (first.IsZero() || a.At.Before(first)) {
+			first = a.At
+		}
+	}
+	return first
+}
+
 // produceUntil creates an OutgoingMessage every interval (20 entities, in
 // turn) and a LabResource with every tenth, until stop is closed.
 func (o *outbox) produceUntil(ctx context.Context, prefix string, every time.Duration, stop <-chan struct{}) *producer {
@@ -203,9 +214,9 @@ var _ = Describe("Shards", func() {
 		report("shards: organisation of shard two %d + %d, lost %d, duplicated %d, from shard two only (%v)",
 			len(msgsTwo), len(resTwo), tTwo.lost, tTwo.duplicated, two.senders())
 		report("shards: moved organisation %d + %d, lost %d, duplicated %d; senders %v; shard one logged the move %s after the relabel, its last arrival came %s after the relabel; "+
-			"shard two's standby took the Lease %s after kill -9 of its leader",
+			"shard two's leader delivered its first %s after the relabel; shard two's standby took the Lease %s after kill -9 of its leader",
 			len(msgsOne), len(resOne), tOne.lost, tOne.duplicated, one.senders(), leftAt.Sub(movedAt).Round(time.Millisecond),
-			lastOne.Sub(movedAt).Round(time.Millisecond),
+			lastOne.Sub(movedAt).Round(time.Millisecond), one.firstFrom("two-a", movedAt).Sub(movedAt).Round(time.Millisecond),
 			takeover.Round(100*time.Millisecond))
 		// At most what was in flight is sent twice: at the move, and at the kill.
 		Expect(tOne.duplicated).To(BeNumerically("<=", 2*32), "duplicates are bounded by the requests in flight (32 per config)")
