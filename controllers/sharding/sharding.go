@@ -267,6 +267,9 @@ func (o *Organisations) observe(obj any, exists bool) {
 	synced, scopes := o.synced, append([]*scopedListWatch(nil), o.scopes...)
 	o.mu.Unlock()
 	if relist {
+		if synced {
+			o.log.Info("listing again", "namespace", name, "informers", len(scopes))
+		}
 		for _, s := range scopes {
 			s.expire()
 		}

@@ -253,6 +253,12 @@ var _ = Describe("Organisations of a shard", func() {
 				}
 				return
 			}
+			if r.URL.Query().Get("items") == "first" {
+				// Items first, kept ones at both ends, white space anywhere.
+				fmt.Fprintf(w, "{\n \"items\" : [\n  %s ,\n  %s,\n%s , %s\n ] ,\"apiVersion\":\"labhook.io/v1alpha1\",\"kind\":\"LabResourceList\",\"metadata\":{\"resourceVersion\":\"8\"}}\n",
+					item(alphaNS, "a1"), item(betaNS, "b1"), item(betaNS, "b2"), item(alphaNS, "a2"))
+				return
+			}
 			fmt.Fprintf(w, `{"apiVersion":"labhook.io/v1alpha1","kind":"LabResourceList","metadata":{"resourceVersion":"7"},"items":[%s,%s,%s]}`,
 				item(betaNS, "b1"), item(alphaNS, "a1"), item(betaNS, "b2"))
 		}))
@@ -268,6 +274,16 @@ var _ = Describe("Organisations of a shard", func() {
 		Expect(list.Items).To(HaveLen(1))
 		Expect(list.Items[0].Namespace).To(Equal(alphaNS))
 		Expect(list.ResourceVersion).To(Equal("7"))
+
+		resp, err = hc.Get(srv.URL + "/apis/labhook.io/v1alpha1/labresources?items=first")
+		Expect(err).NotTo(HaveOccurred())
+		body, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		list = labhookv1alpha1.LabResourceList{}
+		Expect(json.Unmarshal(body, &list)).To(Succeed(), string(body))
+		Expect(list.Items).To(HaveLen(2), string(body))
+		Expect([]string{list.Items[0].Name, list.Items[1].Name}).To(Equal([]string{"a1", "a2"}))
+		Expect(list.ResourceVersion).To(Equal("8"))
 
 		resp, err = hc.Get(srv.URL + "/apis/labhook.io/v1alpha1/labresources?watch=true")
 		Expect(err).NotTo(HaveOccurred())

@@ -73,37 +73,60 @@ type namespaced struct {
 }
 
 // filterListJSON drops the items of a list whose namespace is not served.
-// It returns body unchanged when it keeps every item, or is no list.
+// It returns body unchanged when it keeps every item, or is no list. It
+// decodes only each item's namespace and splices the kept items' bytes, so
+// a list of thousands of objects is never copied item by item, and not at
+// all when nothing is dropped.
 func (o *Organisations) filterListJSON(body []byte) []byte {
-	var list map[string]json.RawMessage
-	if err := json.Unmarshal(body, &list); err != nil || list["items"] == nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return body
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(list["items"], &items); err != nil {
-		return body
-	}
-	kept := items[:0:0]
-	for _, item := range items {
-		var n namespaced
-		if json.Unmarshal(item, &n) == nil && n.Metadata.Namespace != "" && !o.keep(n.Metadata.Namespace) {
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return body
+		}
+		if key != "items" {
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return body
+			}
 			continue
 		}
-		kept = append(kept, item)
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return body
+		}
+		open := dec.InputOffset() // just after '['
+		var kept [][]byte
+		dropped := false
+		for dec.More() {
+			from := dec.InputOffset()
+			var n namespaced
+			if dec.Decode(&n) != nil {
+				return body
+			}
+			if n.Metadata.Namespace != "" && !o.keep(n.Metadata.Namespace) {
+				dropped = true
+				continue
+			}
+			// From the end of the previous item: a comma and white space.
+			item := bytes.TrimLeft(body[from:dec.InputOffset()], ", \t\r\n")
+			kept = append(kept, item)
+		}
+		if t, err := dec.Token(); err != nil || t != json.Delim(']') {
+			return body
+		}
+		if !dropped {
+			return body
+		}
+		closing := dec.InputOffset() - 1 // the ']'
+		out := make([]byte, 0, len(body))
+		out = append(out, body[:open]...)
+		out = append(out, bytes.Join(kept, []byte(","))...)
+		return append(out, body[closing:]...)
 	}
-	if len(kept) == len(items) {
-		return body
-	}
-	b, err := json.Marshal(kept)
-	if err != nil {
-		return body
-	}
-	list["items"] = b
-	out, err := json.Marshal(list)
-	if err != nil {
-		return body
-	}
-	return out
+	return body
 }
 
 // scopedWatchBody passes on the watch events of served namespaces.

@@ -89,7 +89,7 @@ func logf(format string, args ...any) {
 
 func main() {
 	b := &bench{binaries: map[string]string{}}
-	only := flag.String("only", "outgoing,incoming,memory,shards", "Comma-separated benchmarks to run, in this order.")
+	only := flag.String("only", "outgoing,incoming,shards,memory", "Comma-separated benchmarks to run, in this order.")
 	flag.IntVar(&b.concurrency, "concurrency", 8, "Concurrent clients for the throughput benchmarks.")
 	flag.DurationVar(&b.duration, "duration", 15*time.Second, "How long each side of the incoming benchmark runs.")
 	flag.IntVar(&b.changes, "changes", 500, "LabResource spec changes in the outgoing benchmark.")
