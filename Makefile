@@ -105,7 +105,7 @@ lint-helm: manifests $(KUSTOMIZE) $(HELM) ## The chart is what config/ generates
 	go run ./hack/gen-chart --kustomize $(KUSTOMIZE) --check
 	$(HELM) lint --strict charts/labhook
 	$(HELM) lint --strict charts/labhook --set webhookserver.standalone=true --set webhookserver.tls.secretName=labhook-tls \
-		--set monitoring.serviceMonitor=true --set monitoring.prometheusRule=true --set monitoring.dashboard=true
+		--set monitoring.serviceMonitor=true --set monitoring.prometheusRule=true --set monitoring.dashboard=true --set 'manager.shards={a,b}'
 
 .PHONY: check-helm
 check-helm: lint-helm ## lint-helm, then helm template's output through server-side dry-run on envtest (restricted Pod Security, no warning).

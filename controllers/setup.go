@@ -35,6 +35,7 @@ import (
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/controllers/delivery"
 	"github.com/labhook/labhook/controllers/outbound"
+	"github.com/labhook/labhook/controllers/sharding"
 )
 
 // Options configures every reconciler. cmd/manager fills it from flags;
@@ -85,6 +86,10 @@ type Options struct {
 	// MonitorInterval is how often the outbox is counted for the pending,
 	// failed and owed gauges, the Backlogged condition and deliveries.owed.
 	MonitorInterval time.Duration
+	// Organisations, when set, limits the reconcilers' uncached reads to
+	// the organisations of this manager's shard (the manager's cache is
+	// limited with Organisations.NewCache). Nil reads every namespace.
+	Organisations *sharding.Organisations
 }
 
 // DefaultRetrySchedule is SPEC §2.4: at once, 5s, 5m, 30m, 2h, 5h, 10h, 10h.
@@ -135,11 +140,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	events := mgr.GetEventRecorder("labhook-outbox")
 	ob := newOutbox(mgr, opts, pool, events)
+	apiReader := mgr.GetAPIReader()
+	if opts.Organisations != nil {
+		// A reconcile woken by a timer for an organisation that moved to
+		// another shard reads NotFound, and does nothing.
+		apiReader = opts.Organisations.Reader(apiReader)
+		ob.reader = apiReader
+	}
 	if err := ob.labPending.watch(context.Background(), mgr); err != nil {
 		return err
 	}
 	if err := (&WebhookConfigReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("labhook-webhookconfig"),
+		Client: mgr.GetClient(), APIReader: apiReader, Recorder: mgr.GetEventRecorder("labhook-webhookconfig"),
 		Outbound: out, Options: opts,
 		Throttle: func(ctx context.Context, whc *labhookv1alpha1.WebhookConfig) error {
 			return pool.Wait(ctx, client.ObjectKeyFromObject(whc), limits(whc))

@@ -176,6 +176,12 @@ const (
 	LabelWebhookAuthorization = "labhook.io/webhook-authorization"
 	// LabelLabInterface names the LabInterface a credential Secret belongs to.
 	LabelLabInterface = "labhook.io/lab-interface"
+	// LabelShard on an organisation's Namespace names the manager shard
+	// that serves it: the manager started with --shard=<value>. A namespace
+	// without it (or with an empty value) is served by the manager started
+	// without --shard. Only cluster admins can label Namespaces, so an
+	// organisation cannot choose or leave its shard.
+	LabelShard = "labhook.io/shard"
 )
 
 // FinalizerOutgoingMessage holds a deleted LabResource or LabInterface until

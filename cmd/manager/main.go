@@ -36,6 +36,7 @@ import (
 	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 	"github.com/labhook/labhook/controllers"
 	"github.com/labhook/labhook/controllers/secretcache"
+	"github.com/labhook/labhook/controllers/sharding"
 	"github.com/labhook/labhook/controllers/tolerantwatch"
 	"github.com/labhook/labhook/internal/cmdutil"
 )
@@ -47,7 +48,7 @@ func main() {
 	opts.Version = version
 	var (
 		metricsAddr, probeAddr, allowedCIDRs string
-		pprofAddr                            string
+		pprofAddr, shard                     string
 		leaderElectionNamespace              string
 		leaderElect, secureMetrics           bool
 		common                               cmdutil.Flags
@@ -58,6 +59,8 @@ func main() {
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling; empty disables them.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager is active.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; required when running outside a cluster.")
+	flag.StringVar(&shard, "shard", "", "Serve only the organisations whose Namespace is labelled labhook.io/shard=NAME, with its own leader election; "+
+		"without it, only those with no such label.")
 	flag.StringVar(&opts.CallbackURL, "callback-url", "", "The webhookserver's public incoming URL, sent as callback in every message.")
 	flag.BoolVar(&opts.AllowHTTP, "allow-http", false, "Allow http:// webhook URLs.")
 	flag.StringVar(&allowedCIDRs, "allowed-target-cidrs", "", "Comma-separated CIDRs exempt from the outbound SSRF guard, e.g. 10.0.0.0/8.")
@@ -114,6 +117,15 @@ func main() {
 		os.Exit(1)
 	}
 
+	// The organisations of this manager's shard: its cache keeps only
+	// theirs, and its uncached reads see only theirs.
+	orgs, err := sharding.New(cfg, scheme, shard)
+	if err != nil {
+		log.Error(err, "invalid flag")
+		os.Exit(1)
+	}
+	opts.Organisations = orgs
+
 	metricsOpts := metricsserver.Options{
 		BindAddress:   metricsAddr,
 		SecureServing: secureMetrics,
@@ -125,10 +137,13 @@ func main() {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	// The cache's informers decode through a transport that skips, rather
-	// than fails on, a labhook object whose stored JSON the Go types refuse,
-	// so one such object never stops the watch for every organisation.
+	// The cache's informers read through two filters: first the objects of
+	// other shards' organisations are dropped before anything decodes them;
+	// then a labhook object whose stored JSON the Go types refuse is
+	// skipped rather than failing the list, so one such object never stops
+	// the watch for every organisation.
 	cacheCfg := rest.CopyConfig(cfg)
+	cacheCfg.Wrap(orgs.Transport)
 	cacheCfg.Wrap(tolerantwatch.New(scheme, labhookv1alpha1.GroupVersion.Group).Transport)
 	cacheHTTP, err := rest.HTTPClientFor(cacheCfg)
 	if err != nil {
@@ -142,13 +157,14 @@ func main() {
 		HealthProbeBindAddress:        probeAddr,
 		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
-		LeaderElectionID:              "labhook-manager.labhook.io",
+		LeaderElectionID:              sharding.LeaderElectionID(shard),
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		// managedFields and kubectl's last-applied copy are never read by
 		// labhook; dropping them from the cache cuts the manager's memory
 		// with 30k objects by about a third. Secret data never enters it.
-		Cache: cache.Options{DefaultTransform: secretcache.Transform, HTTPClient: cacheHTTP},
+		Cache:    cache.Options{DefaultTransform: secretcache.Transform, HTTPClient: cacheHTTP},
+		NewCache: orgs.NewCache(cache.New),
 		// Secrets are read live, and the few labhook needs are kept by
 		// resourceVersion, never through an informer holding every
 		// Secret's data.
@@ -165,7 +181,7 @@ func main() {
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
-	log.Info("starting manager", "version", version)
+	log.Info("starting manager", "version", version, "shard", shard)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

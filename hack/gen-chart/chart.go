@@ -34,7 +34,10 @@ import (
 const (
 	defaultLayout    = "config/default"
 	standaloneLayout = "config/overlays/standalone-webhookserver"
-	monitoringTree   = "config/prometheus"
+	// shardedLayout is config/default with config/components/sharding: the
+	// objects it adds render once per name in manager.shards.
+	shardedLayout  = "config/overlays/sharded"
+	monitoringTree = "config/prometheus"
 	// configNamespace is where config/default puts everything; the chart
 	// puts it in the release's namespace instead.
 	configNamespace = "labhook-system"
@@ -87,6 +90,10 @@ func generate(o options) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	sharded, err := build(o, shardedLayout)
+	if err != nil {
+		return nil, err
+	}
 	monitoring, err := build(o, monitoringTree)
 	if err != nil {
 		return nil, err
@@ -97,6 +104,9 @@ func generate(o options) (map[string][]byte, error) {
 	}
 	files := map[string][]byte{}
 	if err := addLayouts(files, def, standalone); err != nil {
+		return nil, err
+	}
+	if err := addShards(files, def, sharded); err != nil {
 		return nil, err
 	}
 	if err := addMonitoring(files, monitoring); err != nil {
@@ -184,6 +194,38 @@ func addLayouts(files map[string][]byte, def, standalone []object) error {
 			body = wrap(ifStandalone, t)
 		}
 		files[filepath.Join("templates", fileName(ref))] = body
+	}
+	return nil
+}
+
+// The shard the sharding component's Deployment serves; the chart puts
+// each name of manager.shards in its place.
+const (
+	exampleShard      = "a"
+	shardDeployPrefix = "labhook-manager-shard-"
+)
+
+// addShards templates what the sharding component adds to config/default
+// (the Deployment of one shard) once per name in manager.shards. Inside
+// the range, $shard is the name and . is the chart's root again.
+func addShards(files map[string][]byte, def, sharded []object) error {
+	inDefault := map[string]bool{}
+	for _, o := range def {
+		inDefault[o.key()] = true
+	}
+	for _, o := range sharded {
+		if inDefault[o.key()] {
+			continue
+		}
+		if o.kind() != "Deployment" || o.name() != shardDeployPrefix+exampleShard {
+			return fmt.Errorf("%s: %s adds it, and the chart has no shard value for it; teach hack/gen-chart", o.key(), shardedLayout)
+		}
+		t, err := templatize(o)
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.key(), err)
+		}
+		files[filepath.Join("templates", "manager-shard-deployment.yaml")] = []byte(generatedNote +
+			"{{- range $shard := .Values.manager.shards }}\n---\n{{- with $ }}\n" + string(t) + "{{- end }}\n{{- end }}\n")
 	}
 	return nil
 }

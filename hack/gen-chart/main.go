@@ -16,8 +16,10 @@ limitations under the License.
 
 // Command gen-chart generates the Helm chart charts/labhook from config/, so
 // the chart and the kustomize tree cannot drift: it renders
-// config/default, config/overlays/standalone-webhookserver and
-// config/prometheus with kustomize and turns the objects into templates,
+// config/default, config/overlays/standalone-webhookserver,
+// config/overlays/sharded (a shard's manager Deployment, rendered once per
+// manager.shards name) and config/prometheus with kustomize and turns the
+// objects into templates,
 // putting values where an installation chooses (image, replicas,
 // resources, flags, the webhookserver's TLS Secret, scheduling). Objects
 // that differ between the two layouts are chosen by

@@ -77,6 +77,8 @@ func valuesSchema() map[string]any {
 				"maxConcurrentDeliveries": optionalInt("--max-concurrent-deliveries", 1),
 				"extraArgs":               list("other manager flags", flag),
 				"resources":               resources,
+				"shards": map[string]any{"type": "array", "uniqueItems": true, "description": "--shard of one more manager Deployment each",
+					"items": map[string]any{"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 41}},
 			}),
 			"webhookserver": obj("the webhookserver", map[string]any{
 				"standalone":   boolean("run it as its own Deployment"),

@@ -23,6 +23,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
+
+	labhookv1alpha1 "github.com/labhook/labhook/api/v1alpha1"
 )
 
 // Placeholders: the object is changed in memory to hold them, marshalled,
@@ -42,6 +44,7 @@ var inline = map[string]string{
 	"IMAGE":                  `{{ include "labhook.image" . }}`,
 	"MANAGER_REPLICAS":       "{{ .Values.manager.replicas }}",
 	"WEBHOOKSERVER_REPLICAS": "{{ .Values.webhookserver.replicas }}",
+	"SHARD":                  "{{ $shard }}",
 }
 
 // lines are the blocks that replace line placeholders, given the
@@ -150,6 +153,10 @@ func templatizeDeployment(obj object) error {
 		spec["replicas"] = inlinePrefix + "MANAGER_REPLICAS"
 	case "labhook-webhookserver":
 		spec["replicas"] = inlinePrefix + "WEBHOOKSERVER_REPLICAS"
+	case shardDeployPrefix + exampleShard:
+		// A shard runs as many managers as the unsharded one.
+		spec["replicas"] = inlinePrefix + "MANAGER_REPLICAS"
+		templatizeShard(obj)
 	default:
 		return fmt.Errorf("no replicas value for Deployment %s: add one to hack/gen-chart", obj.name())
 	}
@@ -193,6 +200,24 @@ func templatizeDeployment(obj object) error {
 		}
 	}
 	return nil
+}
+
+// templatizeShard puts the shard's name from the chart's range in place of
+// the component's: in the Deployment's name, its labels, selector and Pod
+// labels, and the --shard flag.
+func templatizeShard(obj object) {
+	obj["metadata"].(map[string]any)["name"] = shardDeployPrefix + inlinePrefix + "SHARD"
+	spec := obj["spec"].(map[string]any)
+	for _, labels := range []any{
+		obj["metadata"].(map[string]any)["labels"],
+		spec["selector"].(map[string]any)["matchLabels"],
+		spec["template"].(map[string]any)["metadata"].(map[string]any)["labels"],
+	} {
+		if l, ok := labels.(map[string]any); ok && l[labhookv1alpha1.LabelShard] == exampleShard {
+			l[labhookv1alpha1.LabelShard] = inlinePrefix + "SHARD"
+		}
+	}
+	replaceStrings(spec, "--shard="+exampleShard, "--shard="+inlinePrefix+"SHARD")
 }
 
 // escape keeps text that looks like a template action (alert annotations'

@@ -99,6 +99,12 @@ manager:
   # extraArgs: any other manager flags, e.g. [--zap-log-level=debug].
   extraArgs: []
   resources:[[ .D.ManagerResources ]]
+  # shards: one more manager Deployment per name, labhook-manager-shard-NAME
+  # with --shard=NAME and its own leader election, each with the values
+  # above (config/components/sharding). It serves the organisations whose
+  # Namespace is labelled labhook.io/shard=NAME; the manager above keeps
+  # those without the label. E.g. [a, b]; see docs/operations.md, Sharding.
+  shards: []
 
 webhookserver:
   # standalone runs the webhookserver as its own Deployment with its own
@@ -194,6 +200,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 const notesTXT = `labhook is installed in {{ .Release.Namespace }}, with the webhookserver {{ if .Values.webhookserver.standalone }}as its own Deployment ({{ .Values.webhookserver.replicas }} replicas){{ else }}as a sidecar of the manager{{ end }}.
 
   kubectl -n {{ .Release.Namespace }} rollout status deploy/labhook-manager
+{{- range .Values.manager.shards }}
+  kubectl -n {{ $.Release.Namespace }} rollout status deploy/labhook-manager-shard-{{ . }}   # namespaces labelled labhook.io/shard={{ . }}
+{{- end }}
   kubectl labhook status -A     # every organisation's delivery state (the kubectl plugin)
 
 Customer backends POST to the Service labhook-webhookserver, port 8090
@@ -241,6 +250,7 @@ The chart does not create its namespace: create it and label it for the restrict
 | manager.maxConcurrentDeliveries | (32) | --max-concurrent-deliveries |
 | manager.extraArgs | [] | any other manager flags |
 | manager.resources | config/manager's | the manager container's resources |
+| manager.shards | [] | one more manager Deployment per name (labhook-manager-shard-NAME, --shard=NAME, own leader election) for the namespaces labelled labhook.io/shard=NAME |
 | webhookserver.standalone | false | the webhookserver as its own Deployment, ServiceAccount and PodDisruptionBudget |
 | webhookserver.replicas | [[ .D.WebhookReplicas ]] | replicas when standalone |
 | webhookserver.rateLimit | (50) | --rate-limit, per organisation |

@@ -89,7 +89,7 @@ func logf(format string, args ...any) {
 
 func main() {
 	b := &bench{binaries: map[string]string{}}
-	only := flag.String("only", "outgoing,incoming,memory", "Comma-separated benchmarks to run, in this order.")
+	only := flag.String("only", "outgoing,incoming,shards,memory", "Comma-separated benchmarks to run, in this order.")
 	flag.IntVar(&b.concurrency, "concurrency", 8, "Concurrent clients for the throughput benchmarks.")
 	flag.DurationVar(&b.duration, "duration", 15*time.Second, "How long each side of the incoming benchmark runs.")
 	flag.IntVar(&b.changes, "changes", 500, "LabResource spec changes in the outgoing benchmark.")
@@ -153,7 +153,7 @@ func run(ctx context.Context, b *bench, which []string, keep bool) error {
 	defer b.cl.Stop()
 
 	benches := map[string]func(context.Context, *bench) ([]result, error){
-		"outgoing": outgoing, "incoming": incoming, "memory": memory, "outgoing-floor": outgoingFloor,
+		"outgoing": outgoing, "incoming": incoming, "memory": memory, "outgoing-floor": outgoingFloor, "shards": shards,
 	}
 	var results []result
 	for _, name := range which {

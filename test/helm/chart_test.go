@@ -287,6 +287,23 @@ var _ = Describe("the chart", func() {
 		Expect(dryRun(ctx, objs)).To(BeEmpty())
 	})
 
+	It("renders one manager Deployment per shard, with its --shard and its own selector, which passes too", func(ctx SpecContext) {
+		ns := restrictedNamespace(ctx)
+		objs, err := helmTemplate(ctx, ns, "manager: {shards: [a, b], callbackURL: 'https://labhook.example.com/in'}")
+		Expect(err).NotTo(HaveOccurred())
+		for _, shard := range []string{"a", "b"} {
+			d := find(objs, "Deployment", "labhook-manager-shard-"+shard)
+			Expect(d).NotTo(BeNil(), shard)
+			sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
+			Expect(sel).To(HaveKeyWithValue("labhook.io/shard", shard))
+			containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+			Expect(containers).To(HaveLen(1), "a shard runs no webhookserver")
+			Expect(containers[0].(map[string]any)["args"]).To(ContainElements("--leader-elect", "--shard="+shard,
+				"--callback-url=https://labhook.example.com/in"))
+		}
+		Expect(dryRun(ctx, objs)).To(BeEmpty())
+	})
+
 	It("would be warned about if a Pod broke the restricted standard: the check above can fail", func(ctx SpecContext) {
 		ns := restrictedNamespace(ctx)
 		objs, err := helmTemplate(ctx, ns, "")
@@ -320,6 +337,7 @@ var _ = Describe("the chart", func() {
 		},
 		Entry("the default layout", "config/default", "", false),
 		Entry("the standalone webhookserver", "config/overlays/standalone-webhookserver", "webhookserver: {standalone: true}", false),
+		Entry("a shard's manager", "config/overlays/sharded", "manager: {shards: [a]}", false),
 		Entry("monitoring: alerts and dashboard text unchanged by templating", "config/prometheus",
 			"monitoring: {serviceMonitor: true, prometheusRule: true, dashboard: true}", true),
 	)
@@ -349,6 +367,7 @@ var _ = Describe("the chart", func() {
 		Entry("a misspelt value", "manger: {replicas: 2}", "additional properties 'manger' not allowed"),
 		Entry("a TLS Secret name that is not a name", "webhookserver: {tls: {secretName: 'Bad Name'}}", "at '/webhookserver/tls/secretName'"),
 		Entry("a pull policy that does not exist", "image: {pullPolicy: Sometimes}", "at '/image/pullPolicy'"),
+		Entry("a shard name that cannot be a label value", "manager: {shards: [Alpha]}", "at '/manager/shards/0'"),
 	)
 })
 
