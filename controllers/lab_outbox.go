@@ -340,7 +340,7 @@ func (o *outbox) createOwned(ctx context.Context, obj client.Object, m *labMessa
 		if ownedMessage(existing, om) {
 			return name, nil
 		}
-		o.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "MessageNameTaken", "Produce",
+		o.recorder.Eventf(obj, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonMessageNameTaken, "Produce",
 			"OutgoingMessage %s exists and is not this object's message (label %s or spec differ); trying another name",
 			name, labhookv1alpha1.LabelLabObjectUID)
 		log.FromContext(ctx).Info("OutgoingMessage name taken by another object", "messageID", name)

@@ -541,7 +541,7 @@ var _ = Describe("LabResource producer", func() {
 		Expect(alt).To(Equal(controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created/1")))
 		Eventually(phaseOf(ctx, ns, alt)).Should(Equal(labhookv1alpha1.MessageDelivered))
 		Expect(arrivalsOf(rc, alt)[0].msg.EntityIDs).To(Equal([]string{"5a7e11"}))
-		Eventually(eventsFor(ctx, ns, "r7")).Should(ContainElement("Warning/MessageNameTaken"))
+		Eventually(eventsFor(ctx, ns, "r7")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonMessageNameTaken))
 	})
 
 	It("keeps an OutgoingMessage for every message with --record-delivered-messages", func() {

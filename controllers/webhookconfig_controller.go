@@ -341,7 +341,7 @@ func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labh
 			secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
 	}
 	if rotatedNow {
-		r.event(whc, corev1.EventTypeNormal, "SecretRotated", "RotateSecret",
+		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonSecretRotated, "RotateSecret",
 			"Signing secret rotated; the previous one also signs until %s", secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
 	}
 	r.reportRotation(whc, &secret, after)
@@ -366,7 +366,7 @@ func (r *WebhookConfigReconciler) createSigningSecret(ctx context.Context, whc *
 		// AlreadyExists: created meanwhile; the next reconcile reads it.
 		return fmt.Errorf("create signing secret %s: %w", name, err)
 	}
-	r.event(whc, corev1.EventTypeNormal, "SecretGenerated", "GenerateSecret", "Generated signing Secret %s", name)
+	r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonSecretGenerated, "GenerateSecret", "Generated signing Secret %s", name)
 	return nil
 }
 

@@ -262,7 +262,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(body.MessageID).To(Equal(w.Status.LastTest.MessageID))
 
 		Eventually(eventsFor(ctx, ns, "acme")).Should(ContainElements(
-			"Normal/SecretGenerated", "Normal/"+labhookv1alpha1.ReasonTestSucceeded))
+			"Normal/"+labhookv1alpha1.ReasonSecretGenerated, "Normal/"+labhookv1alpha1.ReasonTestSucceeded))
 
 		By("testing a changed url, through new, at the new receiver")
 		other := newHookReceiver(http.StatusAccepted)
@@ -410,7 +410,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(w.Status.Rotation).NotTo(BeNil())
 		Expect(w.Status.Rotation.PreviousExpiresAt.Time).To(BeTemporally("~", w.Status.Rotation.RotatedTime.Add(3*time.Second), time.Second))
 		Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionSecretRotation)).To(BeTrue())
-		Eventually(eventsFor(ctx, ns, "rot")).Should(ContainElement("Normal/SecretRotated"))
+		Eventually(eventsFor(ctx, ns, "rot")).Should(ContainElement("Normal/" + labhookv1alpha1.ReasonSecretRotated))
 
 		By("not re-testing because of the rotation alone")
 		Expect(w.Status.State).To(Equal(labhookv1alpha1.StateValid))
