@@ -132,10 +132,15 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	r.outbox.syncLastMessage(ctx, li.Namespace, li.Status.LastMessage)
 	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
-	return ctrl.Result{}, errors.Join(readyErr, decideErr, r.outbox.write(ctx, r.Client, orig, li, d, release, orig.Status, li.Status,
+	res, err := r.outbox.write(ctx, r.Client, orig, li, d, release,
+		func(o client.Object) bool {
+			o.(*labhookv1alpha1.LabInterface).Status = *li.Status.DeepCopy()
+			return true
+		},
 		func() (int64, *labhookv1alpha1.LastMessage) {
 			return li.Status.ObservedGeneration, li.Status.LastMessage
-		}))
+		})
+	return res, errors.Join(readyErr, decideErr, err)
 }
 
 // ensureMetadata adds the finalizer and, once the resource exists, the

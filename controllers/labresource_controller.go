@@ -106,10 +106,15 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	r.outbox.syncLastMessage(ctx, lr.Namespace, lr.Status.LastMessage)
 	setResourceReady(lr)
 	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
-	return ctrl.Result{}, errors.Join(decideErr, r.outbox.write(ctx, r.Client, orig, lr, d, release, orig.Status, lr.Status,
+	res, err := r.outbox.write(ctx, r.Client, orig, lr, d, release,
+		func(o client.Object) bool {
+			o.(*labhookv1alpha1.LabResource).Status = *lr.Status.DeepCopy()
+			return true
+		},
 		func() (int64, *labhookv1alpha1.LastMessage) {
 			return lr.Status.ObservedGeneration, lr.Status.LastMessage
-		}))
+		})
+	return res, errors.Join(decideErr, err)
 }
 
 // owedResource is the message lr owes next, or nil. In order: CREATED

@@ -92,6 +92,18 @@ const (
 	ReasonMessageNameTaken = "MessageNameTaken"
 )
 
+// Defaults of WebhookConfig spec fields. The CRD is the source: its
+// +kubebuilder:default markers (which cannot name a constant) set them on
+// every object the API server stores. Code falls back to these only for an
+// object that lacks the field (written before the default existed);
+// controllers' TestCRDDefaultsMatchConstants fails when the two disagree.
+const (
+	DefaultTimeoutSeconds   = 15
+	DefaultRetryMaxAttempts = 8
+	DefaultRetryMaxAge      = "24h"
+	DefaultSignature        = SignatureHMACSHA256
+)
+
 // Annotations a person or a tool sets to ask for an action. Any new value
 // triggers the action once; the handled value is recorded in status.
 const (
