@@ -475,7 +475,7 @@ func (o *outbox) syncLastMessage(ctx context.Context, ns string, lm *labhookv1al
 // status sets the status this reconcile computed on the copy of orig that
 // is written.
 func (o *outbox) write(ctx context.Context, c client.Client, orig, obj client.Object, d *labDecision, release bool,
-	status func(client.Object) bool, observedGeneration func() (int64, *labhookv1alpha1.LastMessage)) (ctrl.Result, error) {
+	status func(client.Object) bool) (ctrl.Result, error) {
 	uid := obj.GetUID()
 	if release {
 		if err := removeFinalizer(ctx, c, obj); err != nil {
@@ -489,7 +489,7 @@ func (o *outbox) write(ctx context.Context, c client.Client, orig, obj client.Ob
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("update status: %w", err)
 	}
-	gen, last := observedGeneration()
+	gen, last := recordOf(obj)
 	m := mark{observedGeneration: gen}
 	if last != nil {
 		m.lastMessageID = last.ID
@@ -510,7 +510,8 @@ func (o *outbox) recorded(uid types.UID, d *labDecision, m mark) {
 
 // behind reports whether obj's cached status predates this process's last
 // write of it.
-func (o *outbox) behind(obj client.Object, observedGeneration int64, last *labhookv1alpha1.LastMessage) bool {
+func (o *outbox) behind(obj client.Object) bool {
+	observedGeneration, last := recordOf(obj)
 	return o.marks.behind(obj.GetUID(), observedGeneration, last,
 		controllerutil.ContainsFinalizer(obj, labhookv1alpha1.FinalizerOutgoingMessage))
 }

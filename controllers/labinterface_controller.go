@@ -90,7 +90,7 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, li); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.outbox.behind(li, li.Status.ObservedGeneration, li.Status.LastMessage) {
+	if r.outbox.behind(li) {
 		return ctrl.Result{}, nil
 	}
 	deleting := !li.DeletionTimestamp.IsZero()
@@ -136,9 +136,6 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		func(o client.Object) bool {
 			o.(*labhookv1alpha1.LabInterface).Status = *li.Status.DeepCopy()
 			return true
-		},
-		func() (int64, *labhookv1alpha1.LastMessage) {
-			return li.Status.ObservedGeneration, li.Status.LastMessage
 		})
 	return res, errors.Join(readyErr, decideErr, err)
 }

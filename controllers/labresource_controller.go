@@ -76,7 +76,7 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, lr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.outbox.behind(lr, lr.Status.ObservedGeneration, lr.Status.LastMessage) {
+	if r.outbox.behind(lr) {
 		// The watch event of our own last write is on its way.
 		return ctrl.Result{}, nil
 	}
@@ -110,9 +110,6 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		func(o client.Object) bool {
 			o.(*labhookv1alpha1.LabResource).Status = *lr.Status.DeepCopy()
 			return true
-		},
-		func() (int64, *labhookv1alpha1.LastMessage) {
-			return lr.Status.ObservedGeneration, lr.Status.LastMessage
 		})
 	return res, errors.Join(decideErr, err)
 }
