@@ -146,7 +146,12 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	default:
 		res, recorded, err = r.deliver(ctx, om)
 	}
-	if werr := r.writeStatus(ctx, orig, om); werr != nil {
+	if werr := r.writeStatus(ctx, orig, om); apierrors.IsConflict(werr) {
+		// Read from a cache that was behind: what this reconcile decided
+		// may be stale (say, a redeliver request handled twice). The
+		// attempt's outcome stays in memory; the next reconcile records it.
+		return ctrl.Result{Requeue: true}, nil
+	} else if werr != nil {
 		return ctrl.Result{}, werr
 	}
 	if recorded {
@@ -190,10 +195,8 @@ func (r *OutgoingMessageReconciler) writeStatus(ctx context.Context, orig, om *l
 		return nil
 	}
 	om.Status.ObservedGeneration = om.Generation
-	// The whole status is this reconciler's: after a conflict it is set
-	// again on the fresh copy.
 	desired := om.Status.DeepCopy()
-	if _, err := writeStatus(ctx, statusWriter{Client: r.Client, Reader: r.outbox.reader}, orig,
+	if _, err := writeStatus(ctx, statusWriter{Client: r.Client}, orig,
 		func(m *labhookv1alpha1.OutgoingMessage) bool {
 			m.Status = *desired.DeepCopy()
 			return true

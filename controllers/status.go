@@ -48,6 +48,10 @@ import (
 //
 // apply changes only what its writer owns (fields, and conditions by type:
 // setOwnedConditions), which is what lets the writers share one object.
+// The WebhookConfig writers re-apply after a conflict: what they write is
+// theirs whatever else changed. The OutgoingMessage and lab reconcilers
+// read from the cache and act on it (a POST, a redeliver request), so a
+// conflict means their decision may be stale: they reconcile again.
 type statusWriter struct {
 	Client client.Client
 	// Reader reads the fresh copy after a conflict, uncached: the cache may
