@@ -31,6 +31,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -104,6 +105,11 @@ func (o *outbox) decide(ctx context.Context, obj client.Object, owed *labMessage
 			o.labAttempts.forget(uid)
 		case at.out.OK():
 			return &labDecision{msg: at.msg, last: lastMessage(at.msg.id, at.msg, labhookv1alpha1.MessageDelivered, &at.out, "")}, nil
+		case o.labPending.has(obj.GetNamespace(), at.msg.id) && o.ownPending(ctx, obj, at.msg):
+			// Its OutgoingMessage was created by an earlier reconcile whose
+			// status write conflicted: record it, whatever the cap (it is
+			// counted in it already).
+			return &labDecision{msg: at.msg, last: lastMessage(at.msg.id, at.msg, labhookv1alpha1.MessagePending, &at.out, at.msg.id)}, nil
 		default:
 			// The first attempt failed: the retry machinery takes the
 			// message over, if the config's cap allows; else it is held.
@@ -252,11 +258,8 @@ func (o *outbox) request(ctx context.Context, whc *labhookv1alpha1.WebhookConfig
 	if err != nil {
 		return outbound.Request{}, fmt.Errorf("authorization of WebhookConfig %s: %w", whc.Name, err)
 	}
-	timeout := outbound.DefaultTimeout
-	if whc.Spec.TimeoutSeconds > 0 {
-		timeout = time.Duration(whc.Spec.TimeoutSeconds) * time.Second
-	}
-	return outbound.Request{URL: whc.Spec.URL, MessageID: id, Body: body, Secrets: secrets, Authorization: authz, Timeout: timeout}, nil
+	return outbound.Request{URL: whc.Spec.URL, MessageID: id, Body: body, Secrets: secrets, Authorization: authz,
+		Timeout: requestTimeout(whc)}, nil
 }
 
 // namespaceTerminating is what recordLabMessage returns when the
@@ -345,7 +348,7 @@ func (o *outbox) createOwned(ctx context.Context, obj client.Object, m *labMessa
 		if ownedMessage(existing, om) {
 			return name, nil
 		}
-		o.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "MessageNameTaken", "Produce",
+		o.recorder.Eventf(obj, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonMessageNameTaken, "Produce",
 			"OutgoingMessage %s exists and is not this object's message (label %s or spec differ); trying another name",
 			name, labhookv1alpha1.LabelLabObjectUID)
 		log.FromContext(ctx).Info("OutgoingMessage name taken by another object", "messageID", name)
@@ -457,43 +460,47 @@ func (o *outbox) syncLastMessage(ctx context.Context, ns string, lm *labhookv1al
 	}
 }
 
-// write records what the reconcile decided: the status patch (locked on
-// the resourceVersion read), or, for a deleted object whose last message
-// is recorded, the removal of the finalizer. Only once that write is in
-// does the outbox forget the attempt; a conflict leaves it for the next
-// reconcile, which the watch event of the newer version triggers.
+// write records what the reconcile decided: the status write, or, for a
+// deleted object whose last message is recorded, the removal of the
+// finalizer. Only once that write is in does the outbox forget the
+// attempt. A conflict (the cache was behind) asks for the object to be
+// reconciled again, with backoff: the watch event of the newer version may
+// be one that notOwnRecord lets pass by, and what this reconcile had to
+// write (a Ready change, a recorded attempt) would wait for the next
+// change of the object.
+//
+// The status is written with writeStatus as an Update of the status
+// subresource, guarded by the resourceVersion read: a stale read conflicts
+// instead of overwriting a newer status (say, the phase the webhookserver
+// applied). It costs the API server less than a patch, and claims only the
+// fields it changes, so the webhookserver's server-side apply of the phase
+// never conflicts with it. One write per change: the benchmark (make bench,
+// outgoing) counts them.
+//
+// status sets the status this reconcile computed on the copy of orig that
+// is written.
 func (o *outbox) write(ctx context.Context, c client.Client, orig, obj client.Object, d *labDecision, release bool,
-	before, after any, observedGeneration func() (int64, *labhookv1alpha1.LastMessage)) error {
+	status func(client.Object) bool) (ctrl.Result, error) {
 	uid := obj.GetUID()
 	if release {
 		if err := removeFinalizer(ctx, c, obj); err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 		o.recorded(uid, d, mark{deleted: true})
-		return nil
+		return ctrl.Result{}, nil
 	}
-	if !equality.Semantic.DeepEqual(before, after) {
-		// An update of the status subresource, guarded by the
-		// resourceVersion read: a stale read conflicts instead of
-		// overwriting a newer status (say, the phase the webhookserver
-		// applied). It costs the API server less than a patch, and claims
-		// only the fields it changes, so the webhookserver's server-side
-		// apply of the phase never conflicts with it.
-		err := c.Status().Update(ctx, obj)
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("update status: %w", err)
-		}
+	if _, err := writeStatus(ctx, statusWriter{Client: c, Update: true}, orig, status); apierrors.IsConflict(err) {
+		return ctrl.Result{Requeue: true}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("update status: %w", err)
 	}
-	gen, last := observedGeneration()
+	gen, last := recordOf(obj)
 	m := mark{observedGeneration: gen}
 	if last != nil {
 		m.lastMessageID = last.ID
 	}
 	o.recorded(uid, d, m)
-	return nil
+	return ctrl.Result{}, nil
 }
 
 // recorded forgets what d covered once it is in the object's status.
@@ -508,7 +515,8 @@ func (o *outbox) recorded(uid types.UID, d *labDecision, m mark) {
 
 // behind reports whether obj's cached status predates this process's last
 // write of it.
-func (o *outbox) behind(obj client.Object, observedGeneration int64, last *labhookv1alpha1.LastMessage) bool {
+func (o *outbox) behind(obj client.Object) bool {
+	observedGeneration, last := recordOf(obj)
 	return o.marks.behind(obj.GetUID(), observedGeneration, last,
 		controllerutil.ContainsFinalizer(obj, labhookv1alpha1.FinalizerOutgoingMessage))
 }

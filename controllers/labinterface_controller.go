@@ -90,7 +90,7 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, li); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.outbox.behind(li, li.Status.ObservedGeneration, li.Status.LastMessage) {
+	if r.outbox.behind(li) {
 		return ctrl.Result{}, nil
 	}
 	deleting := !li.DeletionTimestamp.IsZero()
@@ -132,10 +132,12 @@ func (r *LabInterfaceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	r.outbox.syncLastMessage(ctx, li.Namespace, li.Status.LastMessage)
 	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
-	return ctrl.Result{}, errors.Join(readyErr, decideErr, r.outbox.write(ctx, r.Client, orig, li, d, release, orig.Status, li.Status,
-		func() (int64, *labhookv1alpha1.LastMessage) {
-			return li.Status.ObservedGeneration, li.Status.LastMessage
-		}))
+	res, err := r.outbox.write(ctx, r.Client, orig, li, d, release,
+		func(o client.Object) bool {
+			o.(*labhookv1alpha1.LabInterface).Status = *li.Status.DeepCopy()
+			return true
+		})
+	return res, errors.Join(readyErr, decideErr, err)
 }
 
 // ensureMetadata adds the finalizer and, once the resource exists, the

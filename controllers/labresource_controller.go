@@ -76,7 +76,7 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, lr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.outbox.behind(lr, lr.Status.ObservedGeneration, lr.Status.LastMessage) {
+	if r.outbox.behind(lr) {
 		// The watch event of our own last write is on its way.
 		return ctrl.Result{}, nil
 	}
@@ -106,10 +106,12 @@ func (r *LabResourceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	r.outbox.syncLastMessage(ctx, lr.Namespace, lr.Status.LastMessage)
 	setResourceReady(lr)
 	release := deleting && (owed == nil || (d != nil && d.msg.deleted))
-	return ctrl.Result{}, errors.Join(decideErr, r.outbox.write(ctx, r.Client, orig, lr, d, release, orig.Status, lr.Status,
-		func() (int64, *labhookv1alpha1.LastMessage) {
-			return lr.Status.ObservedGeneration, lr.Status.LastMessage
-		}))
+	res, err := r.outbox.write(ctx, r.Client, orig, lr, d, release,
+		func(o client.Object) bool {
+			o.(*labhookv1alpha1.LabResource).Status = *lr.Status.DeepCopy()
+			return true
+		})
+	return res, errors.Join(decideErr, err)
 }
 
 // owedResource is the message lr owes next, or nil. In order: CREATED

@@ -52,19 +52,19 @@ type messageSummary struct {
 }
 
 // producedMessages lists the namespace's OutgoingMessages in creation order.
-func producedMessages(ctx context.Context, ns string) []labhookv1alpha1.OutgoingMessage {
+func producedMessages(g Gomega, ctx context.Context, ns string) []labhookv1alpha1.OutgoingMessage {
 	var list labhookv1alpha1.OutgoingMessageList
-	Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+	g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 	sort.SliceStable(list.Items, func(i, j int) bool {
 		return list.Items[i].Annotations[labhookv1alpha1.AnnotationCreatedAt] < list.Items[j].Annotations[labhookv1alpha1.AnnotationCreatedAt]
 	})
 	return list.Items
 }
 
-func summaries(ctx context.Context, ns string) func() []messageSummary {
-	return func() []messageSummary {
+func summaries(ctx context.Context, ns string) func(g Gomega) []messageSummary {
+	return func(g Gomega) []messageSummary {
 		var out []messageSummary
-		for _, m := range producedMessages(ctx, ns) {
+		for _, m := range producedMessages(g, ctx, ns) {
 			out = append(out, messageSummary{string(m.Spec.Type), m.Spec.Status, m.Spec.EntityIDs})
 		}
 		return out
@@ -162,8 +162,8 @@ func gate() (<-chan struct{}, func()) {
 
 // recorded waits until obj's status records its generation and returns it.
 func recorded[T client.Object](ctx context.Context, obj T, gen func(T) int64) T {
-	Eventually(func() bool {
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+	Eventually(func(g Gomega) bool {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 		return gen(obj) == obj.GetGeneration()
 	}).Should(BeTrue(), "status.observedGeneration of %s should reach its generation", obj.GetName())
 	return obj
@@ -191,8 +191,6 @@ var _ = Describe("LabResource producer", func() {
 		stopAll func()
 	)
 	BeforeEach(func() {
-		SetDefaultEventuallyTimeout(20 * time.Second)
-		SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 		ctx = context.Background()
 		ns = newNamespace(ctx)
 		rc = newReceiver()
@@ -251,7 +249,7 @@ var _ = Describe("LabResource producer", func() {
 		}).Should(BeTrue())
 		Expect(sent(rc)()).To(HaveLen(5))
 		Expect(sent(rc)()[4].Status).To(Equal("DELETED"))
-		Expect(producedMessages(ctx, ns)).To(BeEmpty(), "on the happy path no OutgoingMessage is created")
+		Expect(producedMessages(Default, ctx, ns)).To(BeEmpty(), "on the happy path no OutgoingMessage is created")
 	})
 
 	It("writes one status patch per spec change, and none for a status-only change", func() {
@@ -282,7 +280,7 @@ var _ = Describe("LabResource producer", func() {
 		// Each change is one write by the user and one status write by labhook.
 		Consistently(modified.Load, "1s").Should(BeEquivalentTo(2 * changes))
 		Expect(sent(rc)()).To(HaveLen(1 + changes))
-		Expect(producedMessages(ctx, ns)).To(BeEmpty())
+		Expect(producedMessages(Default, ctx, ns)).To(BeEmpty())
 		GinkgoWriter.Printf("watch MODIFIED events for %d spec changes: %d\n", changes, modified.Load())
 
 		By("the webhookserver applies the phase as its own field manager, without conflicting with labhook's status writes")
@@ -308,7 +306,7 @@ var _ = Describe("LabResource producer", func() {
 		Expect(lr.Status.LastMessage.Phase).To(Equal(labhookv1alpha1.MessageFailed))
 		Expect(lr.Status.LastMessage.Status).To(Equal("CREATED"))
 		Consistently(func() []string { return rc.ids() }, "500ms").Should(BeEmpty())
-		Expect(producedMessages(ctx, ns)).To(BeEmpty())
+		Expect(producedMessages(Default, ctx, ns)).To(BeEmpty())
 	})
 
 	It("resends the same message_id when the manager stops between the POST and the status write", func() {
@@ -390,8 +388,8 @@ var _ = Describe("LabResource producer", func() {
 		lr := vm(ns, "r1", "f00ba4")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		id := ""
-		Eventually(func() string {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			if lr.Status.LastMessage == nil {
 				return ""
 			}
@@ -414,8 +412,8 @@ var _ = Describe("LabResource producer", func() {
 		Expect(om.Annotations).To(HaveKeyWithValue(labhookv1alpha1.AnnotationTimestamp, a[0].msg.Timestamp))
 
 		By("lastMessage follows the OutgoingMessage to Delivered")
-		Eventually(func() labhookv1alpha1.MessagePhase {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) labhookv1alpha1.MessagePhase {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			return lr.Status.LastMessage.Phase
 		}).Should(Equal(labhookv1alpha1.MessageDelivered))
 		Expect(lr.Status.LastMessage.Attempts).To(BeEquivalentTo(2))
@@ -427,7 +425,7 @@ var _ = Describe("LabResource producer", func() {
 		lr.Spec.WebhookConfigRef = &labhookv1alpha1.LocalObjectReference{Name: "special"}
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		Eventually(summaries(ctx, ns)).Should(HaveLen(1))
-		msg := producedMessages(ctx, ns)[0]
+		msg := producedMessages(Default, ctx, ns)[0]
 		Expect(msg.Name).To(Equal(controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created")))
 		Expect(len(msg.Name)).To(BeNumerically("<=", 63))
 		Expect(msg.Spec.WebhookConfigRef).To(Equal(&labhookv1alpha1.LocalObjectReference{Name: "special"}))
@@ -448,7 +446,7 @@ var _ = Describe("LabResource producer", func() {
 		recorded(ctx, lr, lrGen)
 		Expect(lr.Status.LastMessage.ID).To(Equal(msg.Name))
 		Expect(lr.Status.LastMessage.OutgoingMessage).To(Equal(msg.Name))
-		Expect(producedMessages(ctx, ns)).To(HaveLen(1))
+		Expect(producedMessages(Default, ctx, ns)).To(HaveLen(1))
 	})
 
 	It("sends nothing for status-only changes, and Ready follows the phase", func() {
@@ -470,8 +468,8 @@ var _ = Describe("LabResource producer", func() {
 		lr := vm(ns, "r4", "acf1109b")
 		lr.Annotations = echo.Mark("src-1", "2020-10-05T08:36:09+00:00", lr.Spec)
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
-		Eventually(func() int64 {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) int64 {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			return lr.Status.ObservedGeneration
 		}).Should(BeEquivalentTo(1))
 
@@ -482,8 +480,8 @@ var _ = Describe("LabResource producer", func() {
 				lr.Annotations[k] = v
 			}
 		})
-		Eventually(func() int64 {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) int64 {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			return lr.Status.ObservedGeneration
 		}).Should(BeEquivalentTo(2))
 		Expect(sent(rc)()).To(BeEmpty())
@@ -501,7 +499,7 @@ var _ = Describe("LabResource producer", func() {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
 		}).Should(BeTrue())
 		Consistently(sent(rc), "500ms").Should(HaveLen(1))
-		Expect(producedMessages(ctx, ns)).To(BeEmpty())
+		Expect(producedMessages(Default, ctx, ns)).To(BeEmpty())
 	})
 
 	It("does not let an OutgoingMessage squatting its name suppress its message", func() {
@@ -518,8 +516,8 @@ var _ = Describe("LabResource producer", func() {
 		lr := vm(ns, "r7", "5a7e11")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		id := ""
-		Eventually(func() int {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) int {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			id = controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created")
 			return len(arrivalsOf(rc, id))
 		}).Should(Equal(1))
@@ -530,8 +528,8 @@ var _ = Describe("LabResource producer", func() {
 		Expect(k8sClient.Create(ctx, squat)).To(Succeed())
 		open()
 
-		Eventually(func() string {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 			if lr.Status.LastMessage == nil {
 				return ""
 			}
@@ -541,7 +539,7 @@ var _ = Describe("LabResource producer", func() {
 		Expect(alt).To(Equal(controllers.MessageName("RESOURCE", "CREATED", string(lr.UID), "created/1")))
 		Eventually(phaseOf(ctx, ns, alt)).Should(Equal(labhookv1alpha1.MessageDelivered))
 		Expect(arrivalsOf(rc, alt)[0].msg.EntityIDs).To(Equal([]string{"5a7e11"}))
-		Eventually(eventsFor(ctx, ns, "r7")).Should(ContainElement("Warning/MessageNameTaken"))
+		Eventually(eventsFor(ctx, ns, "r7")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonMessageNameTaken))
 	})
 
 	It("keeps an OutgoingMessage for every message with --record-delivered-messages", func() {
@@ -556,7 +554,7 @@ var _ = Describe("LabResource producer", func() {
 		recorded(ctx, lr, lrGen)
 		Eventually(summaries(ctx, ns)).Should(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"7ec07d"}},
 			{"RESOURCE", "UPDATED", []string{"7ec07d"}}, {"RESOURCE", "UPDATED", []string{"7ec07d"}}}))
-		for _, m := range producedMessages(ctx, ns) {
+		for _, m := range producedMessages(Default, ctx, ns) {
 			Eventually(phaseOf(ctx, ns, m.Name)).Should(Equal(labhookv1alpha1.MessageDelivered))
 		}
 		Expect(lr.Status.LastMessage.OutgoingMessage).To(Equal(lr.Status.LastMessage.ID))
@@ -566,7 +564,6 @@ var _ = Describe("LabResource producer", func() {
 
 var _ = Describe("LabResource in a terminating organisation", func() {
 	It("lets the object go when its DELETED message cannot be created", func() {
-		SetDefaultEventuallyTimeout(15 * time.Second)
 		ctx := context.Background()
 		ns := newNamespace(ctx)
 		startManager(ns, testOptions())
@@ -580,7 +577,7 @@ var _ = Describe("LabResource in a terminating organisation", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr))
 		}).Should(BeTrue())
-		Expect(summaries(ctx, ns)()).To(BeEmpty(), "no DELETED message was created in the terminating namespace")
+		Expect(summaries(ctx, ns)(Default)).To(BeEmpty(), "no DELETED message was created in the terminating namespace")
 	})
 })
 
@@ -590,7 +587,6 @@ var _ = Describe("LabInterface producer and status", func() {
 		ns  string
 	)
 	BeforeEach(func() {
-		SetDefaultEventuallyTimeout(15 * time.Second)
 		ctx = context.Background()
 		ns = newNamespace(ctx)
 		startManager(ns, testOptions())
@@ -646,8 +642,8 @@ var _ = Describe("LabInterface producer and status", func() {
 		By("TERMINAL on a URL is not Ready and has no endpoint")
 		bad := iface("term-url", labhookv1alpha1.InterfaceTerminal, "web", nil)
 		Expect(k8sClient.Create(ctx, bad)).To(Succeed())
-		Eventually(func() string {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), bad)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), bad)).To(Succeed())
 			if c := meta.FindStatusCondition(bad.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil {
 				return c.Reason
 			}
@@ -664,8 +660,8 @@ var _ = Describe("LabInterface producer and status", func() {
 			SecretRef: labhookv1alpha1.LocalObjectReference{Name: "ssh-key"}}
 		Expect(k8sClient.Create(ctx, li)).To(Succeed())
 		setPhase(ctx, lr, labhookv1alpha1.PhaseReady)
-		Eventually(func() string {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
 			if c := meta.FindStatusCondition(li.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil {
 				return c.Reason
 			}
@@ -677,8 +673,8 @@ var _ = Describe("LabInterface producer and status", func() {
 		Expect(li.OwnerReferences).To(ContainElement(HaveField("UID", lr.UID)))
 		// The resource id is recorded once the resource's own status shows
 		// its CREATED, which may be a reconcile after Ready.
-		Eventually(func() string {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
 			return li.Status.ResourceID
 		}).Should(Equal("56ea830e"))
 
@@ -693,11 +689,11 @@ var _ = Describe("LabInterface producer and status", func() {
 		li := iface("web", labhookv1alpha1.InterfaceWebPage, "r", ptr.To[int32](8080))
 		li.Annotations = echo.Mark("src-1", "2020-10-05T08:36:09+00:00", li.Spec)
 		Expect(k8sClient.Create(ctx, li)).To(Succeed())
-		Eventually(func() int64 {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+		Eventually(func(g Gomega) int64 {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
 			return li.Status.ObservedGeneration
 		}).Should(BeEquivalentTo(1))
-		Expect(summaries(ctx, ns)()).To(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"25f377ac"}}}))
+		Expect(summaries(ctx, ns)(Default)).To(Equal([]messageSummary{{"RESOURCE", "CREATED", []string{"25f377ac"}}}))
 	})
 
 	It("sends INTERFACE CREATED, UPDATED and DELETED with [resource id, interface name], after its resource's CREATED", func() {
@@ -727,7 +723,7 @@ var _ = Describe("LabInterface producer and status", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li))
 		}).Should(BeTrue())
-		Expect(producedMessages(ctx, ns)).To(BeEmpty())
+		Expect(producedMessages(Default, ctx, ns)).To(BeEmpty())
 	})
 
 	It("deletes a deleted resource's interfaces and sends RESOURCE DELETED after their INTERFACE DELETED", func() {
@@ -742,8 +738,8 @@ var _ = Describe("LabInterface producer and status", func() {
 		}
 		Eventually(sent(rc)).Should(HaveLen(3))
 		for _, li := range lis {
-			Eventually(func() int64 {
-				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
+			Eventually(func(g Gomega) int64 {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(li), li)).To(Succeed())
 				return li.Status.ObservedGeneration
 			}).Should(BeEquivalentTo(1))
 		}

@@ -27,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -234,27 +233,24 @@ func (h *configHealth) observe(ctx context.Context, whc *labhookv1alpha1.Webhook
 // Warning event. The WebhookConfig controller does not re-test such a
 // config on its own: only a new url or an explicit test request does.
 func (h *configHealth) markGone(ctx context.Context, whc *labhookv1alpha1.WebhookConfig, msgID string) {
-	changed := false
 	msg := fmt.Sprintf("the receiver answered 410 Gone to message %s: nothing more is sent to it until spec.url changes "+
 		"or a test is requested (kubectl annotate --overwrite whc/%s %s=$(date +%%s))", msgID, whc.Name, labhookv1alpha1.AnnotationTestRequestedAt)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cur labhookv1alpha1.WebhookConfig
-		if err := h.o.reader.Get(ctx, client.ObjectKeyFromObject(whc), &cur); err != nil {
-			return client.IgnoreNotFound(err)
+	var cur labhookv1alpha1.WebhookConfig
+	if err := h.o.reader.Get(ctx, client.ObjectKeyFromObject(whc), &cur); err != nil || cur.UID != whc.UID {
+		if client.IgnoreNotFound(err) != nil {
+			log.FromContext(ctx).Info("could not mark a WebhookConfig gone", "webhookConfig", whc.Name, "error", err.Error())
 		}
-		if cur.UID != whc.UID || isGone(&cur) {
-			return nil
+		return
+	}
+	changed, err := writeStatus(ctx, h.statusWriter(), &cur, func(w *labhookv1alpha1.WebhookConfig) bool {
+		if isGone(w) {
+			return false
 		}
-		orig := cur.DeepCopy()
-		cur.Status.State = labhookv1alpha1.StateInvalid
-		cur.Status.NextTestTime = nil
-		meta.SetStatusCondition(&cur.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
-			Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonEndpointGone, Message: msg, ObservedGeneration: cur.Generation})
-		if err := h.o.client.Status().Patch(ctx, &cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-			return err
-		}
-		changed = true
-		return nil
+		w.Status.State = labhookv1alpha1.StateInvalid
+		w.Status.NextTestTime = nil
+		setCondition(w, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, labhookv1alpha1.ReasonEndpointGone, msg)
+		summarise(w)
+		return true
 	})
 	if err != nil {
 		log.FromContext(ctx).Info("could not mark a WebhookConfig gone", "webhookConfig", whc.Name, "error", err.Error())
@@ -263,6 +259,12 @@ func (h *configHealth) markGone(ctx context.Context, whc *labhookv1alpha1.Webhoo
 	if changed {
 		h.o.recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonEndpointGone, "Deliver", "Invalid: %s", msg)
 	}
+}
+
+// statusWriter writes WebhookConfig status for the outbox, retrying
+// conflicts on a fresh read like the WebhookConfig reconciler does.
+func (h *configHealth) statusWriter() statusWriter {
+	return statusWriter{Client: h.o.client, Reader: h.o.reader}
 }
 
 // rollup records delivery health on the WebhookConfig on transitions only:
@@ -289,32 +291,33 @@ func (h *configHealth) rollup(ctx context.Context, whc *labhookv1alpha1.WebhookC
 	}
 	h.rollups.Store(key, rollupMark{at: at, ok: ok})
 
-	whc = whc.DeepCopy()
-	orig := whc.DeepCopy()
-	stats := labhookv1alpha1.DeliveryStats{}
-	if d != nil {
-		stats = *d.DeepCopy()
-	}
-	t := metav1.NewTime(at)
-	if ok {
-		stats.LastSuccessTime, stats.ConsecutiveFailures, stats.FailingSince = &t, 0, nil
-	} else {
-		stats.LastFailureTime, stats.LastError = &t, errMsg
-		stats.ConsecutiveFailures++
-		if stats.FailingSince == nil {
-			stats.FailingSince = &t
+	// The stats are this writer's own fields of status.deliveries (owed and
+	// pending are the monitor's); after a conflict they are set again on
+	// the fresh copy, and invalidation is decided again from it.
+	var stats labhookv1alpha1.DeliveryStats
+	invalidated := false
+	_, err := writeStatus(ctx, h.statusWriter(), whc, func(w *labhookv1alpha1.WebhookConfig) bool {
+		if w.Status.Deliveries == nil {
+			w.Status.Deliveries = &labhookv1alpha1.DeliveryStats{}
 		}
-	}
-	whc.Status.Deliveries = &stats
-	opts := []client.MergeFromOption{}
-	invalidated := !ok && h.invalidate(whc, stats, at, errMsg)
-	if invalidated {
-		// Conditions are a list, which a merge patch replaces whole: lock on
-		// the resourceVersion so the WebhookConfig controller's own write is
-		// never overwritten.
-		opts = append(opts, client.MergeFromWithOptimisticLock{})
-	}
-	if err := h.o.client.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, opts...)); err != nil {
+		stats = *w.Status.Deliveries.DeepCopy()
+		t := metav1.NewTime(at)
+		if ok {
+			stats.LastSuccessTime, stats.ConsecutiveFailures, stats.FailingSince = &t, 0, nil
+		} else {
+			stats.LastFailureTime, stats.LastError = &t, errMsg
+			stats.ConsecutiveFailures++
+			if stats.FailingSince == nil {
+				stats.FailingSince = &t
+			}
+		}
+		cur := w.Status.Deliveries
+		cur.LastSuccessTime, cur.LastFailureTime, cur.LastError = stats.LastSuccessTime, stats.LastFailureTime, stats.LastError
+		cur.ConsecutiveFailures, cur.FailingSince = stats.ConsecutiveFailures, stats.FailingSince
+		invalidated = !ok && h.invalidate(w, stats, at, errMsg)
+		return true
+	})
+	if err != nil {
 		// Stats are best effort: the next transition writes them again.
 		h.rollups.Delete(key)
 		log.FromContext(ctx).Info("could not record delivery stats", "webhookConfig", whc.Name, "error", err.Error())
@@ -334,9 +337,9 @@ func (h *configHealth) invalidate(whc *labhookv1alpha1.WebhookConfig, stats labh
 		return false
 	}
 	whc.Status.State = labhookv1alpha1.StateInvalid
-	meta.SetStatusCondition(&whc.Status.Conditions, metav1.Condition{Type: labhookv1alpha1.ConditionReady,
-		Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonDeliveryFailing, ObservedGeneration: whc.Generation,
-		Message: fmt.Sprintf("deliveries have failed since %s: %s", since.UTC().Format(time.RFC3339), errMsg)})
+	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, labhookv1alpha1.ReasonDeliveryFailing,
+		fmt.Sprintf("deliveries have failed since %s: %s", since.UTC().Format(time.RFC3339), errMsg))
+	summarise(whc)
 	return true
 }
 

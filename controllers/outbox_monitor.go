@@ -23,7 +23,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -203,29 +202,25 @@ func (m *outboxMonitor) markBacklog(ctx context.Context, whc *labhookv1alpha1.We
 	if !backlogChanged && owedBefore == int32(owed) {
 		return nil
 	}
-	orig := whc.DeepCopy()
-	if whc.Status.Deliveries == nil {
-		whc.Status.Deliveries = &labhookv1alpha1.DeliveryStats{}
-	}
-	whc.Status.Deliveries.Owed = int32(owed)
-	if backlogChanged {
-		c := metav1.Condition{Type: labhookv1alpha1.ConditionBacklogged, ObservedGeneration: whc.Generation,
-			Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonBacklogOK,
-			Message: fmt.Sprintf("%d Pending messages, warning at %d", n, m.warning)}
-		if over {
-			c.Status, c.Reason = metav1.ConditionTrue, labhookv1alpha1.ReasonBacklogged
+	wrote, err := writeStatus(ctx, m.outbox.health.statusWriter(), whc, func(w *labhookv1alpha1.WebhookConfig) bool {
+		if w.Status.Deliveries == nil {
+			w.Status.Deliveries = &labhookv1alpha1.DeliveryStats{}
 		}
-		meta.SetStatusCondition(&whc.Status.Conditions, c)
-		whc.Status.Deliveries.Pending = int32(n)
-	}
-	// Conditions are replaced whole by a merge patch: lock on the
-	// resourceVersion so a concurrent write by the WebhookConfig controller
-	// wins and the next count retries.
-	if err := m.client.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
-			return nil // the next count writes it
+		w.Status.Deliveries.Owed = int32(owed)
+		if backlogChanged {
+			c := metav1.Condition{Type: labhookv1alpha1.ConditionBacklogged, ObservedGeneration: w.Generation,
+				Status: metav1.ConditionFalse, Reason: labhookv1alpha1.ReasonBacklogOK,
+				Message: fmt.Sprintf("%d Pending messages, warning at %d", n, m.warning)}
+			if over {
+				c.Status, c.Reason = metav1.ConditionTrue, labhookv1alpha1.ReasonBacklogged
+			}
+			meta.SetStatusCondition(&w.Status.Conditions, c)
+			w.Status.Deliveries.Pending = int32(n)
 		}
-		return client.IgnoreNotFound(err)
+		return true
+	})
+	if err != nil || !wrote {
+		return err
 	}
 	if backlogChanged && over {
 		m.recorder.Eventf(whc, nil, corev1.EventTypeWarning, labhookv1alpha1.ReasonBacklogged, "Count",

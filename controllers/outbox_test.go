@@ -60,9 +60,9 @@ func gaugeFor(name, label, value string) float64 {
 
 // labMessages counts the namespace's OutgoingMessages that belong to a lab
 // object.
-func labMessages(ctx context.Context, ns string) int {
+func labMessages(g Gomega, ctx context.Context, ns string) int {
 	var list labhookv1alpha1.OutgoingMessageList
-	Expect(k8sClient.List(ctx, &list, client.InNamespace(ns), client.HasLabels{labhookv1alpha1.LabelLabObjectUID})).To(Succeed())
+	g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns), client.HasLabels{labhookv1alpha1.LabelLabObjectUID})).To(Succeed())
 	return len(list.Items)
 }
 
@@ -109,8 +109,8 @@ func outage(rc *receiver) *atomic.Bool {
 	return &down
 }
 
-func owes(ctx context.Context, lr *labhookv1alpha1.LabResource) bool {
-	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
+func owes(g Gomega, ctx context.Context, lr *labhookv1alpha1.LabResource) bool {
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lr), lr)).To(Succeed())
 	return lr.Status.ObservedGeneration != lr.Generation
 }
 
@@ -122,8 +122,6 @@ var _ = Describe("Bounded outbox", func() {
 		opts controllers.Options
 	)
 	BeforeEach(func() {
-		SetDefaultEventuallyTimeout(30 * time.Second)
-		SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 		ctx = context.Background()
 		ns = newNamespace(ctx)
 		rc = newReceiver()
@@ -138,7 +136,7 @@ var _ = Describe("Bounded outbox", func() {
 		down := outage(rc)
 		lr := vm(ns, "r1", "c0a1e5")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
-		Eventually(func() int { return labMessages(ctx, ns) }).Should(Equal(1), "the failed CREATED becomes an OutgoingMessage")
+		Eventually(func(g Gomega) int { return labMessages(g, ctx, ns) }).Should(Equal(1), "the failed CREATED becomes an OutgoingMessage")
 
 		for i := range 5 {
 			update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.Name = fmt.Sprintf("change %d", i) })
@@ -146,12 +144,12 @@ var _ = Describe("Bounded outbox", func() {
 		latest := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
 		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.RestartRequestedAt = &metav1.Time{Time: time.Now()} })
 		update(ctx, lr, func(lr *labhookv1alpha1.LabResource) { lr.Spec.RestartRequestedAt = &latest })
-		Consistently(func() int { return labMessages(ctx, ns) }, "1s").Should(Equal(1),
+		Consistently(func(g Gomega) int { return labMessages(g, ctx, ns) }, "1s").Should(Equal(1),
 			"later changes wait in the object: at most one Pending lab message per entity")
-		Expect(owes(ctx, lr)).To(BeTrue())
+		Expect(owes(Default, ctx, lr)).To(BeTrue())
 
 		down.Store(false)
-		Eventually(func() bool { return owes(ctx, lr) }).Should(BeFalse())
+		Eventually(func(g Gomega) bool { return owes(g, ctx, lr) }).Should(BeFalse())
 		Eventually(sent(rc)).Should(Equal([]messageSummary{
 			{"RESOURCE", "CREATED", []string{"c0a1e5"}}, {"RESOURCE", "RESTARTED", []string{"c0a1e5"}}}))
 		var restarted wire.OutgoingMessage
@@ -182,16 +180,16 @@ var _ = Describe("Bounded outbox", func() {
 		startManager(ns, opts)
 		whc := validConfig(ctx, ns, "backend", rc.URL, nil)
 		down := outage(rc)
-		top := peak(func() int { return labMessages(ctx, ns) })
+		top := peak(func() int { return labMessages(Default, ctx, ns) })
 		const n = 8
 		lrs := make([]*labhookv1alpha1.LabResource, n)
 		for i := range n {
 			lrs[i] = vm(ns, fmt.Sprintf("r%d", i), fmt.Sprintf("cap-%d", i))
 			Expect(k8sClient.Create(ctx, lrs[i])).To(Succeed())
 		}
-		Eventually(func() int { return labMessages(ctx, ns) }).Should(Equal(3))
-		Eventually(func() int32 {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+		Eventually(func(g Gomega) int { return labMessages(g, ctx, ns) }).Should(Equal(3))
+		Eventually(func(g Gomega) int32 {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
 			if whc.Status.Deliveries == nil {
 				return -1
 			}
@@ -201,19 +199,19 @@ var _ = Describe("Bounded outbox", func() {
 		probesBefore := len(rc.deliveries())
 		time.Sleep(time.Second)
 		Expect(len(rc.deliveries())-probesBefore).To(BeNumerically(">=", 2), "a failing config is probed every --probe-interval")
-		Expect(labMessages(ctx, ns)).To(Equal(3))
+		Expect(labMessages(Default, ctx, ns)).To(Equal(3))
 
 		down.Store(false)
 		recovered := time.Now()
 		for _, lr := range lrs {
-			Eventually(func() bool { return owes(ctx, lr) }).WithTimeout(10*time.Second).Should(BeFalse(), lr.Name)
+			Eventually(func(g Gomega) bool { return owes(g, ctx, lr) }).WithTimeout(10*time.Second).Should(BeFalse(), lr.Name)
 		}
 		took := time.Since(recovered)
 		Eventually(sent(rc)).Should(HaveLen(n))
 		Expect(took).To(BeNumerically("<", 5*time.Second), "everything owed is due at once after recovery, not at the next scheduled attempt")
 		Expect(top()).To(Equal(3), "the cap held")
-		Eventually(func() int32 {
-			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
+		Eventually(func(g Gomega) int32 {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(whc), whc)).To(Succeed())
 			return whc.Status.Deliveries.Owed
 		}).Should(BeZero())
 		Eventually(func() float64 { return gaugeFor("labhook_messages_owed", "namespace", ns) }).Should(BeNumerically("<=", 0))
@@ -240,12 +238,12 @@ var _ = Describe("Bounded outbox", func() {
 		lr := vm(ns, "r1", "90e")
 		Expect(k8sClient.Create(ctx, lr)).To(Succeed())
 		Eventually(readyReason(ctx, ns, "second")).Should(Equal(labhookv1alpha1.ReasonEndpointGone))
-		lastTest := getWHC(ctx, ns, "backend").Status.LastTest.DeepCopy()
+		lastTest := getWHC(Default, ctx, ns, "backend").Status.LastTest.DeepCopy()
 		Consistently(func() int { return len(rc.deliveries()) }, "2s").Should(Equal(1), "nothing more is sent to a gone endpoint")
-		Expect(getWHC(ctx, ns, "backend").Status.LastTest).To(Equal(lastTest), "no re-test by backoff (the backoff is 500ms here)")
-		Expect(eventsFor(ctx, ns, "backend")()).To(ContainElement("Warning/" + labhookv1alpha1.ReasonEndpointGone))
+		Expect(getWHC(Default, ctx, ns, "backend").Status.LastTest).To(Equal(lastTest), "no re-test by backoff (the backoff is 500ms here)")
+		Expect(eventsFor(ctx, ns, "backend")(Default)).To(ContainElement("Warning/" + labhookv1alpha1.ReasonEndpointGone))
 		n := 0
-		for _, e := range eventsFor(ctx, ns, "backend")() {
+		for _, e := range eventsFor(ctx, ns, "backend")(Default) {
 			if e == "Warning/"+labhookv1alpha1.ReasonEndpointGone {
 				n++
 			}
@@ -258,7 +256,7 @@ var _ = Describe("Bounded outbox", func() {
 		Eventually(stateOf(ctx, ns, "backend")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
 		Eventually(phaseOf(ctx, ns, "first")).Should(Equal(labhookv1alpha1.MessageDelivered))
 		Eventually(phaseOf(ctx, ns, "second")).Should(Equal(labhookv1alpha1.MessageDelivered))
-		Eventually(func() bool { return owes(ctx, lr) }).Should(BeFalse())
+		Eventually(func(g Gomega) bool { return owes(g, ctx, lr) }).Should(BeFalse())
 		Eventually(sent(rc)).Should(ContainElement(messageSummary{"RESOURCE", "CREATED", []string{"90e"}}))
 	})
 
@@ -423,7 +421,7 @@ var _ = Describe("Bounded outbox", func() {
 
 		Expect(k8sClient.Delete(ctx, older)).To(Succeed())
 		Eventually(phaseOf(ctx, ns, "waits")).Should(Equal(labhookv1alpha1.MessageDelivered))
-		Eventually(func() bool { return owes(ctx, lr) }).Should(BeFalse())
+		Eventually(func(g Gomega) bool { return owes(g, ctx, lr) }).Should(BeFalse())
 		Eventually(sent(rc)).Should(ContainElement(messageSummary{"RESOURCE", "CREATED", []string{"def"}}))
 	})
 

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -89,7 +90,10 @@ type OutgoingMessageReconciler struct {
 	client.Client
 	Opts     Options
 	Recorder recorder.EventRecorder
-	outbox   *outbox
+	// Clock tells the time of attempts, retries and retention; nil is the
+	// real clock. Tests set a k8s.io/utils/clock/testing.FakeClock.
+	Clock  clock.PassiveClock
+	outbox *outbox
 
 	// written remembers, per message UID, the status this reconciler wrote
 	// last. Until the cache shows it, a reconcile of that message would see
@@ -142,7 +146,12 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	default:
 		res, recorded, err = r.deliver(ctx, om)
 	}
-	if werr := r.writeStatus(ctx, orig, om); werr != nil {
+	if werr := r.writeStatus(ctx, orig, om); apierrors.IsConflict(werr) {
+		// Read from a cache that was behind: what this reconcile decided
+		// may be stale (say, a redeliver request handled twice). The
+		// attempt's outcome stays in memory; the next reconcile records it.
+		return ctrl.Result{Requeue: true}, nil
+	} else if werr != nil {
 		return ctrl.Result{}, werr
 	}
 	if recorded {
@@ -155,6 +164,13 @@ func (r *OutgoingMessageReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			"gave up after %d attempts: %s", om.Status.Attempts, om.Status.LastAttempt.Error)
 	}
 	return res, err
+}
+
+func (r *OutgoingMessageReconciler) clock() clock.PassiveClock {
+	if r.Clock == nil {
+		return clock.RealClock{}
+	}
+	return r.Clock
 }
 
 // cacheIsBehind reports whether the cached om predates this reconciler's
@@ -179,7 +195,12 @@ func (r *OutgoingMessageReconciler) writeStatus(ctx context.Context, orig, om *l
 		return nil
 	}
 	om.Status.ObservedGeneration = om.Generation
-	if err := r.Status().Patch(ctx, om, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
+	desired := om.Status.DeepCopy()
+	if _, err := writeStatus(ctx, statusWriter{Client: r.Client}, orig,
+		func(m *labhookv1alpha1.OutgoingMessage) bool {
+			m.Status = *desired.DeepCopy()
+			return true
+		}); err != nil {
 		return fmt.Errorf("record delivery of %s: %w", om.Name, err)
 	}
 	if om.Status.Attempts > orig.Status.Attempts {
@@ -249,7 +270,7 @@ func (r *OutgoingMessageReconciler) deliver(ctx context.Context, om *labhookv1al
 			fmt.Sprintf("waiting for %s, an earlier message about the same entity", earlier))
 		return ctrl.Result{}, false, nil
 	}
-	now := time.Now()
+	now := r.clock().Now()
 	st := &om.Status
 	// Due on schedule, or at once when the config recovered since its last
 	// attempt (outbox.due marked it).
@@ -307,7 +328,7 @@ func (r *OutgoingMessageReconciler) record(om *labhookv1alpha1.OutgoingMessage, 
 		// An early retry of a failing config: not counted, nothing written;
 		// the config's status.deliveries says it failed.
 		if next := om.Status.NextAttemptTime; next != nil {
-			return ctrl.Result{RequeueAfter: max(time.Until(next.Time), 0)}, nil
+			return ctrl.Result{RequeueAfter: max(next.Sub(r.clock().Now()), 0)}, nil
 		}
 		return ctrl.Result{}, nil
 	}
@@ -342,7 +363,8 @@ func (r *OutgoingMessageReconciler) scheduleRetry(om *labhookv1alpha1.OutgoingMe
 	maxAttempts, maxAge := retryBounds(whc)
 	// status keeps times to the second: round up, so the stored time is
 	// never earlier than the schedule asks.
-	next := ceilSecond(time.Now().Add(r.retryDelay(st.Attempts, retryAfter)))
+	now := r.clock().Now()
+	next := ceilSecond(now.Add(r.retryDelay(st.Attempts, retryAfter)))
 	if st.Attempts >= maxAttempts || next.After(roundStart(st).Add(maxAge)) {
 		st.Phase = labhookv1alpha1.MessageFailed
 		st.NextAttemptTime = nil
@@ -354,7 +376,7 @@ func (r *OutgoingMessageReconciler) scheduleRetry(om *labhookv1alpha1.OutgoingMe
 	st.NextAttemptTime = &metav1.Time{Time: next}
 	setReady(om, metav1.ConditionFalse, labhookv1alpha1.ReasonRetrying, fmt.Sprintf("attempt %d failed: %s; next attempt at %s",
 		st.Attempts, st.LastAttempt.Error, next.UTC().Format(time.RFC3339)))
-	return ctrl.Result{RequeueAfter: time.Until(next)}
+	return ctrl.Result{RequeueAfter: next.Sub(now)}
 }
 
 // retryDelay is the wait before the attempt after attempts: the schedule's
@@ -378,14 +400,23 @@ func ceilSecond(t time.Time) time.Time {
 
 // retryBounds are the target's retry limits, with the CRD defaults.
 func retryBounds(whc *labhookv1alpha1.WebhookConfig) (int32, time.Duration) {
-	maxAttempts, maxAge := whc.Spec.Retry.MaxAttempts, 24*time.Hour
+	maxAttempts, maxAge := whc.Spec.Retry.MaxAttempts, whc.Spec.Retry.MaxAge
 	if maxAttempts <= 0 {
-		maxAttempts = 8
+		maxAttempts = labhookv1alpha1.DefaultRetryMaxAttempts
 	}
-	if d, err := time.ParseDuration(whc.Spec.Retry.MaxAge); err == nil && d > 0 {
-		maxAge = d
+	d, err := time.ParseDuration(maxAge)
+	if err != nil || d <= 0 {
+		d, _ = time.ParseDuration(labhookv1alpha1.DefaultRetryMaxAge)
 	}
-	return maxAttempts, maxAge
+	return maxAttempts, d
+}
+
+// requestTimeout is whc's timeoutSeconds, with the CRD default.
+func requestTimeout(whc *labhookv1alpha1.WebhookConfig) time.Duration {
+	if s := whc.Spec.TimeoutSeconds; s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return labhookv1alpha1.DefaultTimeoutSeconds * time.Second
 }
 
 // roundStart is when the current round of attempts began: its first
@@ -525,7 +556,7 @@ func (r *OutgoingMessageReconciler) retainDelivered(ctx context.Context, om *lab
 	if om.Status.DeliveredTime != nil {
 		at = om.Status.DeliveredTime.Time
 	}
-	if left := time.Until(at.Add(r.Opts.MessageRetention)); left > 0 {
+	if left := at.Add(r.Opts.MessageRetention).Sub(r.clock().Now()); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
 	return ctrl.Result{}, deleteMessage(ctx, r.Client, om)
@@ -539,7 +570,7 @@ func (r *OutgoingMessageReconciler) retainFailed(ctx context.Context, om *labhoo
 	} else if c := meta.FindStatusCondition(om.Status.Conditions, labhookv1alpha1.ConditionReady); c != nil {
 		at = c.LastTransitionTime.Time
 	}
-	if left := time.Until(at.Add(r.Opts.FailedRetention)); left > 0 {
+	if left := at.Add(r.Opts.FailedRetention).Sub(r.clock().Now()); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
 	return ctrl.Result{}, deleteMessage(ctx, r.Client, om)

@@ -55,6 +55,13 @@ var (
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// Once for the whole suite: set in a BeforeEach, they leaked into the
+	// specs that ran after it, in random order. 30s is long for a loopback
+	// receiver, and still short for a 2-core machine shared by many builds.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	SetDefaultConsistentlyDuration(time.Second)
+	SetDefaultConsistentlyPollingInterval(50 * time.Millisecond)
 	RunSpecs(t, "Controllers Suite")
 }
 

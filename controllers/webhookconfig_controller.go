@@ -36,7 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -76,6 +76,16 @@ type WebhookConfigReconciler struct {
 	// Throttle, when set, waits for the config's rate limit
 	// (spec.maxRequestsPerSecond) before a test message is sent.
 	Throttle func(context.Context, *labhookv1alpha1.WebhookConfig) error
+	// Clock tells the time of tests, backoff and rotation; nil is the real
+	// clock. Tests set a k8s.io/utils/clock/testing.FakeClock.
+	Clock clock.PassiveClock
+}
+
+func (r *WebhookConfigReconciler) clock() clock.PassiveClock {
+	if r.Clock == nil {
+		return clock.RealClock{}
+	}
+	return r.Clock
 }
 
 // +kubebuilder:rbac:groups=labhook.io,resources=webhookconfigs,verbs=get;list;watch;patch
@@ -83,9 +93,10 @@ type WebhookConfigReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile loads the config, runs the steps of reconcile, and writes
-// status once and the state label if it changed.
-func (r *WebhookConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile loads the config and runs the steps of reconcile; a deferred
+// write records status once (writeStatus) and the state label if it
+// changed, whatever the steps returned.
+func (r *WebhookConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	var whc labhookv1alpha1.WebhookConfig
 	if err := r.APIReader.Get(ctx, req.NamespacedName, &whc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -94,21 +105,31 @@ func (r *WebhookConfigReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// The generated Secret is owned, so garbage collection removes it.
 		return ctrl.Result{}, nil
 	}
-	orig := whc.DeepCopy()
-	res, recErr := r.reconcile(ctx, &whc, time.Now())
-	whc.Status.ObservedGeneration = whc.Generation
-	for i := range whc.Status.Conditions {
-		if slices.Contains(ownedConditions, whc.Status.Conditions[i].Type) {
-			whc.Status.Conditions[i].ObservedGeneration = whc.Generation
+	read := whc.DeepCopy()
+	defer func() {
+		if werr := r.writeStatus(ctx, read, &whc); werr != nil {
+			res, err = ctrl.Result{}, errors.Join(err, werr)
 		}
+	}()
+	return r.reconcile(ctx, &whc, r.clock().Now())
+}
+
+// writeStatus records what the reconcile computed in whc: the kstatus
+// conditions derived from it, observedGeneration, then the status write
+// and the state label.
+func (r *WebhookConfigReconciler) writeStatus(ctx context.Context, read, whc *labhookv1alpha1.WebhookConfig) error {
+	summarise(whc)
+	whc.Status.ObservedGeneration = whc.Generation
+	observeGeneration(whc.Status.Conditions, whc.Generation, ownedConditions...)
+	desired := whc.Status.DeepCopy()
+	if _, err := writeStatus(ctx, statusWriter{Client: r.Client, Reader: r.APIReader}, read,
+		func(w *labhookv1alpha1.WebhookConfig) bool {
+			applyOwnedStatus(&w.Status, desired)
+			return true
+		}); err != nil {
+		return fmt.Errorf("write status: %w", err)
 	}
-	if err := r.patchStatus(ctx, orig, &whc); err != nil {
-		return ctrl.Result{}, errors.Join(recErr, fmt.Errorf("write status: %w", err))
-	}
-	if err := r.mirrorState(ctx, &whc); err != nil {
-		return ctrl.Result{}, errors.Join(recErr, err)
-	}
-	return res, recErr
+	return r.mirrorState(ctx, whc)
 }
 
 // reconcile runs the steps in order. It only changes whc in memory; the
@@ -134,8 +155,6 @@ func (r *WebhookConfigReconciler) reconcile(ctx context.Context, whc *labhookv1a
 	if err != nil {
 		return r.secretProblem(whc, err)
 	}
-	meta.RemoveStatusCondition(&whc.Status.Conditions, labhookv1alpha1.ConditionStalled)
-
 	if whc.Spec.Deactivated {
 		r.markDeactivated(whc)
 		return after.result(now), nil
@@ -175,6 +194,45 @@ func (q requeue) result(now time.Time) ctrl.Result {
 var ownedConditions = []string{
 	labhookv1alpha1.ConditionReady, labhookv1alpha1.ConditionReconciling, labhookv1alpha1.ConditionStalled,
 	labhookv1alpha1.ConditionDefaultConflict, labhookv1alpha1.ConditionSecretRotation,
+}
+
+// stalledReasons are the Ready reasons of an invalid config that retrying
+// does not fix: a person must change the Secret, the url or the policy (or,
+// after a 410, ask for a test).
+var stalledReasons = []string{
+	labhookv1alpha1.ReasonSecretError, labhookv1alpha1.ReasonSecretNotOptedIn,
+	labhookv1alpha1.ReasonRefusedByPolicy, labhookv1alpha1.ReasonEndpointGone,
+}
+
+// summarise derives the kstatus conditions from Ready, so a config reports
+// them alike however it got there (a test, a Secret problem, the outbox's
+// invalidation or 410 Gone): Reconciling True while the test message is
+// pending and while an invalid config waits for its next backoff test;
+// Stalled True while Ready is False for one of stalledReasons. They are
+// never both True.
+func summarise(whc *labhookv1alpha1.WebhookConfig) {
+	ready := meta.FindStatusCondition(whc.Status.Conditions, labhookv1alpha1.ConditionReady)
+	if ready == nil {
+		return
+	}
+	stalled := ready.Status == metav1.ConditionFalse && slices.Contains(stalledReasons, ready.Reason)
+	if stalled {
+		setCondition(whc, labhookv1alpha1.ConditionStalled, metav1.ConditionTrue, ready.Reason, ready.Message)
+	} else {
+		meta.RemoveStatusCondition(&whc.Status.Conditions, labhookv1alpha1.ConditionStalled)
+	}
+	st := &whc.Status
+	switch {
+	case ready.Status == metav1.ConditionUnknown:
+		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, ready.Reason, ready.Message)
+	case !stalled && st.State == labhookv1alpha1.StateInvalid && st.NextTestTime != nil:
+		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, labhookv1alpha1.ReasonRetrying,
+			"invalid: "+ready.Reason+"; the next test is at "+st.NextTestTime.UTC().Format(time.RFC3339))
+	case ready.Status == metav1.ConditionTrue:
+		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, labhookv1alpha1.ReasonSucceeded, ready.Message)
+	default:
+		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, ready.Reason, ready.Message)
+	}
 }
 
 func setCondition(whc *labhookv1alpha1.WebhookConfig, typ string, status metav1.ConditionStatus, reason, msg string) {
@@ -341,7 +399,7 @@ func (r *WebhookConfigReconciler) generatedSecret(ctx context.Context, whc *labh
 			secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
 	}
 	if rotatedNow {
-		r.event(whc, corev1.EventTypeNormal, "SecretRotated", "RotateSecret",
+		r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonSecretRotated, "RotateSecret",
 			"Signing secret rotated; the previous one also signs until %s", secret.Annotations[labhookv1alpha1.AnnotationPreviousSecretExpiresAt])
 	}
 	r.reportRotation(whc, &secret, after)
@@ -366,7 +424,7 @@ func (r *WebhookConfigReconciler) createSigningSecret(ctx context.Context, whc *
 		// AlreadyExists: created meanwhile; the next reconcile reads it.
 		return fmt.Errorf("create signing secret %s: %w", name, err)
 	}
-	r.event(whc, corev1.EventTypeNormal, "SecretGenerated", "GenerateSecret", "Generated signing Secret %s", name)
+	r.event(whc, corev1.EventTypeNormal, labhookv1alpha1.ReasonSecretGenerated, "GenerateSecret", "Generated signing Secret %s", name)
 	return nil
 }
 
@@ -384,7 +442,7 @@ func (r *WebhookConfigReconciler) adoptSigningSecret(whc *labhookv1alpha1.Webhoo
 		secret.Labels = map[string]string{}
 	}
 	secret.Labels[labhookv1alpha1.LabelWebhookConfig] = whc.Name
-	if _, err := secretsFrom(secret, whc, time.Now()); err != nil {
+	if _, err := secretsFrom(secret, whc, r.clock().Now()); err != nil {
 		// Ours and unusable (edited by hand): a new secret is the only repair.
 		value, err := newSigningKey(signingScheme(whc))
 		if err != nil {
@@ -473,8 +531,6 @@ func (r *WebhookConfigReconciler) secretProblem(whc *labhookv1alpha1.WebhookConf
 		reason = labhookv1alpha1.ReasonSecretNotOptedIn
 	}
 	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	setCondition(whc, labhookv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
-	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, msg)
 	if prevReady == nil || prevReady.Reason != reason || prevReady.Message != msg {
 		r.event(whc, corev1.EventTypeWarning, reason, "ReadSecret", "%s", msg)
 	}
@@ -536,7 +592,6 @@ func (r *WebhookConfigReconciler) markDeactivated(whc *labhookv1alpha1.WebhookCo
 	st.NextTestTime = nil
 	setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionFalse, labhookv1alpha1.ReasonDeactivated,
 		"spec.deactivated is true: nothing is delivered; set it to false to test and use this config again")
-	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, labhookv1alpha1.ReasonDeactivated, "deactivated")
 }
 
 // reconcileTest decides whether a test message is due and sends it.
@@ -555,7 +610,6 @@ func (r *WebhookConfigReconciler) reconcileTest(ctx context.Context, whc *labhoo
 		st.NextTestTime = nil
 		msg := "sending a test message to " + redactedURL(whc.Spec.URL)
 		setCondition(whc, labhookv1alpha1.ConditionReady, metav1.ConditionUnknown, labhookv1alpha1.ReasonTestPending, msg)
-		setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionTrue, labhookv1alpha1.ReasonTestPending, msg)
 		return
 	}
 	requested := HandledRequest(whc.Annotations[labhookv1alpha1.AnnotationTestRequestedAt])
@@ -610,7 +664,6 @@ func (r *WebhookConfigReconciler) recordTest(whc *labhookv1alpha1.WebhookConfig,
 		Time: metav1.NewTime(now), MessageID: id, HTTPStatus: int32(result.HTTPStatus),
 		Duration: metav1.Duration{Duration: result.Duration.Round(time.Millisecond)},
 	}
-	setCondition(whc, labhookv1alpha1.ConditionReconciling, metav1.ConditionFalse, labhookv1alpha1.ReasonSucceeded, "test message sent")
 	if result.OK() {
 		st.State = labhookv1alpha1.StateValid
 		st.NextTestTime = nil
@@ -657,20 +710,19 @@ func (r *WebhookConfigReconciler) sendTest(ctx context.Context, whc *labhookv1al
 	msgCtx, _ := json.Marshal(map[string]string{"namespace": whc.Namespace, "name": whc.Name})
 	body, err := wire.OutgoingMessage{
 		MessageID: id, Type: wire.TypeWebhookConfig, Status: wire.StatusTest,
-		EntityIDs: []string{whc.Name}, Timestamp: wire.FormatTimestamp(time.Now()),
+		EntityIDs: []string{whc.Name}, Timestamp: wire.FormatTimestamp(r.clock().Now()),
 		Context: msgCtx, Callback: r.Options.CallbackURL,
 	}.Marshal()
 	if err != nil {
 		return outbound.Result{Reason: labhookv1alpha1.ReasonConnectionError, Err: fmt.Errorf("encode test message: %w", err)}, id
 	}
-	timeout := time.Duration(whc.Spec.TimeoutSeconds) * time.Second
 	if r.Throttle != nil {
 		if err := r.Throttle(ctx, whc); err != nil {
 			return outbound.Result{Reason: labhookv1alpha1.ReasonConnectionError, Err: fmt.Errorf("wait for the rate limit: %w", err)}, id
 		}
 	}
 	res := r.Outbound.Send(ctx, outbound.Request{
-		URL: whc.Spec.URL, MessageID: id, Body: body, Secrets: secrets, Authorization: auth, Timeout: timeout,
+		URL: whc.Spec.URL, MessageID: id, Body: body, Secrets: secrets, Authorization: auth, Timeout: requestTimeout(whc),
 	})
 	log.FromContext(ctx).Info("sent test message", "messageID", id, "httpStatus", res.HTTPStatus,
 		"reason", res.Reason, "duration", res.Duration)
@@ -679,45 +731,15 @@ func (r *WebhookConfigReconciler) sendTest(ctx context.Context, whc *labhookv1al
 
 // --- writes ----------------------------------------------------------------------
 
-// patchStatus writes status through the status subresource with a JSON
-// merge patch from what was read, guarded by resourceVersion. The patch
-// holds only what changed, so status.deliveries (the delivery reconciler's)
-// is never sent. On a conflict the owned fields are re-applied to a fresh
-// copy, keeping whatever the other writer changed.
-func (r *WebhookConfigReconciler) patchStatus(ctx context.Context, orig, whc *labhookv1alpha1.WebhookConfig) error {
-	if equality.Semantic.DeepEqual(orig.Status, whc.Status) {
-		return nil
-	}
-	err := r.Status().Patch(ctx, whc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
-	if !apierrors.IsConflict(err) {
-		return err
-	}
-	desired := whc.Status.DeepCopy()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var latest labhookv1alpha1.WebhookConfig
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(whc), &latest); err != nil {
-			return err
-		}
-		base := latest.DeepCopy()
-		applyOwnedStatus(&latest.Status, desired)
-		return r.Status().Patch(ctx, &latest, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-	})
-}
-
-// applyOwnedStatus copies into dst everything this reconciler owns in src.
+// applyOwnedStatus copies into dst everything this reconciler owns in src:
+// all but status.deliveries and the conditions it does not own.
 func applyOwnedStatus(dst, src *labhookv1alpha1.WebhookConfigStatus) {
 	deliveries := dst.Deliveries
 	conditions := dst.Conditions
 	*dst = *src.DeepCopy()
 	dst.Deliveries = deliveries
 	dst.Conditions = conditions
-	for _, t := range ownedConditions {
-		if c := meta.FindStatusCondition(src.Conditions, t); c != nil {
-			meta.SetStatusCondition(&dst.Conditions, *c)
-		} else {
-			meta.RemoveStatusCondition(&dst.Conditions, t)
-		}
-	}
+	setOwnedConditions(&dst.Conditions, src.Conditions, ownedConditions...)
 }
 
 // mirrorState copies status.state into the labhook.io/state label, so

@@ -19,13 +19,9 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -43,95 +39,24 @@ import (
 	"github.com/labhook/labhook/controllers"
 )
 
-// hookRequest is one POST a test receiver got.
-type hookRequest struct {
-	Header http.Header
-	Body   []byte
-}
-
-// hookReceiver is a real loopback HTTP server standing in for a customer
-// backend. Its answer can change during a test, and it can hold requests
-// until released, so a test can look at the config while a test message
-// is in flight.
-type hookReceiver struct {
-	*httptest.Server
-	status atomic.Int32
-	mu     sync.Mutex
-	reqs   []hookRequest
-	gate   chan struct{} // non-nil: requests wait until it is closed
-}
-
-func newHookReceiver(status int) *hookReceiver {
-	h := &hookReceiver{}
-	h.status.Store(int32(status))
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		h.reqs = append(h.reqs, hookRequest{Header: r.Header.Clone(), Body: body})
-		gate := h.gate
-		h.mu.Unlock()
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-r.Context().Done():
-			}
-		}
-		w.WriteHeader(int(h.status.Load()))
-	}))
-	DeferCleanup(h.Close)
-	return h
-}
-
-// hold makes requests wait until the returned release is called.
-func (h *hookReceiver) hold() (release func()) {
-	gate := make(chan struct{})
-	h.mu.Lock()
-	h.gate = gate
-	h.mu.Unlock()
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			h.mu.Lock()
-			h.gate = nil
-			h.mu.Unlock()
-			close(gate)
-		})
-	}
-	DeferCleanup(release)
-	return release
-}
-
-func (h *hookReceiver) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.reqs)
-}
-
-func (h *hookReceiver) last() hookRequest {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	Expect(h.reqs).NotTo(BeEmpty())
-	return h.reqs[len(h.reqs)-1]
-}
-
 // verifies reports whether the Standard Webhooks reference verifier accepts
 // req with secret.
-func verifies(secret string, req hookRequest) error {
+func verifies(secret string, req delivery) error {
 	wh, err := standardwebhooks.NewWebhook(secret)
 	Expect(err).NotTo(HaveOccurred())
-	return wh.Verify(req.Body, req.Header)
+	return wh.Verify(req.body, req.header)
 }
 
-func getWHC(ctx context.Context, ns, name string) *labhookv1alpha1.WebhookConfig {
+func getWHC(g Gomega, ctx context.Context, ns, name string) *labhookv1alpha1.WebhookConfig {
 	var w labhookv1alpha1.WebhookConfig
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &w)).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &w)).To(Succeed())
 	return &w
 }
 
 // stateOf returns state, Ready status and Ready reason, as kubectl shows them.
-func stateOf(ctx context.Context, ns, name string) func() []string {
-	return func() []string {
-		w := getWHC(ctx, ns, name)
+func stateOf(ctx context.Context, ns, name string) func(g Gomega) []string {
+	return func(g Gomega) []string {
+		w := getWHC(g, ctx, ns, name)
 		c := meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionReady)
 		if c == nil {
 			return []string{string(w.Status.State), "", ""}
@@ -140,15 +65,15 @@ func stateOf(ctx context.Context, ns, name string) func() []string {
 	}
 }
 
-func signingSecret(ctx context.Context, ns, name string) *corev1.Secret {
+func signingSecret(g Gomega, ctx context.Context, ns, name string) *corev1.Secret {
 	var s corev1.Secret
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)).To(Succeed())
 	return &s
 }
 
 func updateWHC(ctx context.Context, ns, name string, mutate func(*labhookv1alpha1.WebhookConfig)) {
-	Eventually(func() error {
-		w := getWHC(ctx, ns, name)
+	Eventually(func(g Gomega) error {
+		w := getWHC(g, ctx, ns, name)
 		mutate(w)
 		return k8sClient.Update(ctx, w)
 	}).Should(Succeed())
@@ -164,10 +89,10 @@ func annotate(ctx context.Context, ns, name, key, value string) {
 }
 
 // eventsFor lists "Type/Reason" of the Events about object name.
-func eventsFor(ctx context.Context, ns, name string) func() []string {
-	return func() []string {
+func eventsFor(ctx context.Context, ns, name string) func(g Gomega) []string {
+	return func(g Gomega) []string {
 		var list eventsv1.EventList
-		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 		var out []string
 		for _, e := range list.Items {
 			if e.Regarding.Name == name {
@@ -219,17 +144,17 @@ var _ = Describe("WebhookConfig controller", func() {
 
 		By("being new, with Ready Unknown, while the test message is in flight")
 		Eventually(rcv.count).Should(Equal(1))
-		Expect(stateOf(ctx, ns, "acme")()).To(Equal([]string{"new", "Unknown", labhookv1alpha1.ReasonTestPending}))
-		w := getWHC(ctx, ns, "acme")
+		Expect(stateOf(ctx, ns, "acme")(Default)).To(Equal([]string{"new", "Unknown", labhookv1alpha1.ReasonTestPending}))
+		w := getWHC(Default, ctx, ns, "acme")
 		Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionReconciling)).To(BeTrue())
 		Expect(w.Labels).To(HaveKeyWithValue(labhookv1alpha1.LabelState, "new"))
 		release()
 
 		By("becoming valid once the receiver answers 200")
 		Eventually(stateOf(ctx, ns, "acme")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Eventually(func() map[string]string { return getWHC(ctx, ns, "acme").Labels }).
+		Eventually(func(g Gomega) map[string]string { return getWHC(g, ctx, ns, "acme").Labels }).
 			Should(HaveKeyWithValue(labhookv1alpha1.LabelState, "valid"), "the label follows status")
-		w = getWHC(ctx, ns, "acme")
+		w = getWHC(Default, ctx, ns, "acme")
 		Expect(w.Status.SecretName).To(Equal("acme-signing"))
 		Expect(w.Status.ObservedGeneration).To(Equal(w.Generation))
 		ready := meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionReady)
@@ -241,40 +166,40 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(w.Status.LastTest).NotTo(BeNil())
 		Expect(w.Status.LastTest.HTTPStatus).To(BeEquivalentTo(200))
 		Expect(w.Status.LastTest.Error).To(BeEmpty())
-		Expect(req.Header.Get("webhook-id")).To(Equal(w.Status.LastTest.MessageID))
-		Expect(req.Header.Get("webhook-id")).To(HavePrefix("test-"))
-		Expect(req.Header.Get("Content-Type")).To(Equal("application/json"))
-		Expect(req.Header.Get("Accept")).To(Equal("application/json"))
-		Expect(req.Header.Get("User-Agent")).To(Equal("labhook/test"))
-		Expect(req.Header.Get("Authorization")).To(BeEmpty())
-		ts, err := strconv.ParseInt(req.Header.Get("webhook-timestamp"), 10, 64)
+		Expect(req.header.Get("webhook-id")).To(Equal(w.Status.LastTest.MessageID))
+		Expect(req.header.Get("webhook-id")).To(HavePrefix("test-"))
+		Expect(req.header.Get("Content-Type")).To(Equal("application/json"))
+		Expect(req.header.Get("Accept")).To(Equal("application/json"))
+		Expect(req.header.Get("User-Agent")).To(Equal("labhook/test"))
+		Expect(req.header.Get("Authorization")).To(BeEmpty())
+		ts, err := strconv.ParseInt(req.header.Get("webhook-timestamp"), 10, 64)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(time.Unix(ts, 0)).To(BeTemporally("~", time.Now(), time.Minute))
 		Expect(verifies(string(secret.Data["secret"]), req)).To(Succeed())
 
-		Expect(string(req.Body)).To(MatchRegexp(`^\{"message_id":"test-[^"]+","type":"WEBHOOK_CONFIG","status":"TEST","entity_ids":\["acme"\],` +
+		Expect(string(req.body)).To(MatchRegexp(`^\{"message_id":"test-[^"]+","type":"WEBHOOK_CONFIG","status":"TEST","entity_ids":\["acme"\],` +
 			`"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00","context":\{"name":"acme","namespace":"` + ns + `"\},` +
 			`"callback":"https://labhook.test/api/v1/webhooks/events/incoming"\}$`))
 		var body struct {
 			MessageID string `json:"message_id"`
 		}
-		Expect(json.Unmarshal(req.Body, &body)).To(Succeed())
+		Expect(json.Unmarshal(req.body, &body)).To(Succeed())
 		Expect(body.MessageID).To(Equal(w.Status.LastTest.MessageID))
 
 		Eventually(eventsFor(ctx, ns, "acme")).Should(ContainElements(
-			"Normal/SecretGenerated", "Normal/"+labhookv1alpha1.ReasonTestSucceeded))
+			"Normal/"+labhookv1alpha1.ReasonSecretGenerated, "Normal/"+labhookv1alpha1.ReasonTestSucceeded))
 
 		By("testing a changed url, through new, at the new receiver")
 		other := newHookReceiver(http.StatusAccepted)
 		updateWHC(ctx, ns, "acme", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.URL = other.URL })
 		Eventually(other.count).Should(Equal(1))
-		Eventually(func() int32 { return getWHC(ctx, ns, "acme").Status.LastTest.HTTPStatus }).Should(BeEquivalentTo(202))
-		Expect(stateOf(ctx, ns, "acme")()).To(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(rcv.count()).To(Equal(1), "the old receiver gets nothing more")
+		Eventually(func(g Gomega) int32 { return getWHC(g, ctx, ns, "acme").Status.LastTest.HTTPStatus }).Should(BeEquivalentTo(202))
+		Expect(stateOf(ctx, ns, "acme")(Default)).To(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
+		Consistently(rcv.count).Should(Equal(1), "the old receiver gets nothing more")
 
 		By("not re-testing when nothing that matters changed")
 		updateWHC(ctx, ns, "acme", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.TimeoutSeconds = 7 })
-		Eventually(func() int64 { return getWHC(ctx, ns, "acme").Status.ObservedGeneration }).Should(Equal(getWHC(ctx, ns, "acme").Generation))
+		Eventually(func(g Gomega) int64 { return getWHC(g, ctx, ns, "acme").Status.ObservedGeneration }).Should(Equal(getWHC(Default, ctx, ns, "acme").Generation))
 		Consistently(other.count, "1s").Should(Equal(1))
 	})
 
@@ -284,18 +209,24 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(k8sClient.Create(ctx, newWHC(ns, "flaky", rcv.URL))).To(Succeed())
 
 		Eventually(stateOf(ctx, ns, "flaky")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonHTTPStatus}))
-		Eventually(func() map[string]string { return getWHC(ctx, ns, "flaky").Labels }).
+		Eventually(func(g Gomega) map[string]string { return getWHC(g, ctx, ns, "flaky").Labels }).
 			Should(HaveKeyWithValue(labhookv1alpha1.LabelState, "invalid"))
-		w := getWHC(ctx, ns, "flaky")
+		w := getWHC(Default, ctx, ns, "flaky")
 		Expect(w.Status.LastTest.HTTPStatus).To(BeEquivalentTo(500))
 		Expect(w.Status.LastTest.Error).To(ContainSubstring("HTTP 500"))
 		Expect(meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionReady).Message).To(ContainSubstring("HTTP 500"))
+		By("reporting Reconciling while it waits for the next backoff test, and not Stalled: retrying may fix it")
+		reconciling := meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionReconciling)
+		Expect(reconciling).NotTo(BeNil())
+		Expect(reconciling.Status).To(Equal(metav1.ConditionTrue))
+		Expect(reconciling.Reason).To(Equal(labhookv1alpha1.ReasonRetrying))
+		Expect(meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeNil())
 		Expect(w.Status.NextTestTime).NotTo(BeNil())
 		Eventually(eventsFor(ctx, ns, "flaky")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonHTTPStatus))
 
 		By("re-testing with a doubling backoff")
-		backoff := func() time.Duration {
-			w := getWHC(ctx, ns, "flaky")
+		backoff := func(g Gomega) time.Duration {
+			w := getWHC(g, ctx, ns, "flaky")
 			if w.Status.NextTestTime == nil || w.Status.LastTest == nil {
 				return 0
 			}
@@ -305,12 +236,12 @@ var _ = Describe("WebhookConfig controller", func() {
 		// reads as 0s or 1s; the 2s maximum reads exactly.
 		Eventually(backoff, "10s").Should(Equal(2 * time.Second))
 		Expect(rcv.count()).To(BeNumerically(">=", 2))
-		Expect(getWHC(ctx, ns, "flaky").Status.State).To(Equal(labhookv1alpha1.StateInvalid))
+		Expect(getWHC(Default, ctx, ns, "flaky").Status.State).To(Equal(labhookv1alpha1.StateInvalid))
 
 		By("turning valid on the next re-test once the receiver answers 200")
 		rcv.status.Store(http.StatusOK)
 		Eventually(stateOf(ctx, ns, "flaky"), "10s").Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(getWHC(ctx, ns, "flaky").Status.NextTestTime).To(BeNil())
+		Expect(getWHC(Default, ctx, ns, "flaky").Status.NextTestTime).To(BeNil())
 		n := rcv.count()
 		Consistently(rcv.count, "2500ms").Should(Equal(n), "a valid config is not re-tested")
 	})
@@ -322,7 +253,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		Eventually(stateOf(ctx, ns, "shared")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
 
 		By("the delivery reconciler invalidating it, as --invalidate-after does")
-		w := getWHC(ctx, ns, "shared")
+		w := getWHC(Default, ctx, ns, "shared")
 		base := w.DeepCopy()
 		w.Status.State = labhookv1alpha1.StateInvalid
 		w.Status.Deliveries = &labhookv1alpha1.DeliveryStats{ConsecutiveFailures: 5, LastError: "receiver answered HTTP 502"}
@@ -334,8 +265,8 @@ var _ = Describe("WebhookConfig controller", func() {
 
 		By("re-testing it after the backoff and leaving the delivery fields alone")
 		Eventually(stateOf(ctx, ns, "shared"), "10s").Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(rcv.count()).To(Equal(2))
-		w = getWHC(ctx, ns, "shared")
+		Consistently(rcv.count).Should(Equal(2))
+		w = getWHC(Default, ctx, ns, "shared")
 		Expect(w.Status.Deliveries).NotTo(BeNil())
 		Expect(w.Status.Deliveries.ConsecutiveFailures).To(BeEquivalentTo(5))
 		Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionBacklogged)).To(BeTrue())
@@ -346,15 +277,15 @@ var _ = Describe("WebhookConfig controller", func() {
 		startManager(ns, testOptions())
 		Expect(k8sClient.Create(ctx, newWHC(ns, "again", rcv.URL))).To(Succeed())
 		Eventually(stateOf(ctx, ns, "again")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		first := getWHC(ctx, ns, "again").Status.LastTest.MessageID
-		Expect(rcv.count()).To(Equal(1))
+		first := getWHC(Default, ctx, ns, "again").Status.LastTest.MessageID
+		Consistently(rcv.count).Should(Equal(1))
 
 		annotate(ctx, ns, "again", labhookv1alpha1.AnnotationTestRequestedAt, "2026-01-01T00:00:00Z")
-		Eventually(func() string { return getWHC(ctx, ns, "again").Status.LastHandledTestRequest }).Should(Equal("2026-01-01T00:00:00Z"))
-		Expect(rcv.count()).To(Equal(2))
-		w := getWHC(ctx, ns, "again")
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "again").Status.LastHandledTestRequest }).Should(Equal("2026-01-01T00:00:00Z"))
+		Consistently(rcv.count).Should(Equal(2))
+		w := getWHC(Default, ctx, ns, "again")
 		Expect(w.Status.LastTest.MessageID).NotTo(Equal(first), "each test has a fresh message id")
-		Expect(rcv.last().Header.Get("webhook-id")).To(Equal(w.Status.LastTest.MessageID))
+		Expect(rcv.last().header.Get("webhook-id")).To(Equal(w.Status.LastTest.MessageID))
 		Expect(w.Status.State).To(Equal(labhookv1alpha1.StateValid))
 		Consistently(rcv.count, "1s").Should(Equal(2), "the handled request is not repeated")
 
@@ -362,7 +293,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		rcv.status.Store(http.StatusUnauthorized)
 		annotate(ctx, ns, "again", labhookv1alpha1.AnnotationTestRequestedAt, "second")
 		Eventually(stateOf(ctx, ns, "again")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonHTTPStatus}))
-		Expect(getWHC(ctx, ns, "again").Status.LastHandledTestRequest).To(Equal("second"))
+		Expect(getWHC(Default, ctx, ns, "again").Status.LastHandledTestRequest).To(Equal("second"))
 	})
 
 	It("deactivates without sending anything and tests again on reactivation", func() {
@@ -373,7 +304,7 @@ var _ = Describe("WebhookConfig controller", func() {
 
 		updateWHC(ctx, ns, "offon", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.Deactivated = true })
 		Eventually(stateOf(ctx, ns, "offon")).Should(Equal([]string{"deactivated", "False", labhookv1alpha1.ReasonDeactivated}))
-		Eventually(func() map[string]string { return getWHC(ctx, ns, "offon").Labels }).
+		Eventually(func(g Gomega) map[string]string { return getWHC(g, ctx, ns, "offon").Labels }).
 			Should(HaveKeyWithValue(labhookv1alpha1.LabelState, "deactivated"))
 		Eventually(eventsFor(ctx, ns, "offon")).Should(ContainElement("Normal/" + labhookv1alpha1.ReasonDeactivated))
 
@@ -385,10 +316,10 @@ var _ = Describe("WebhookConfig controller", func() {
 		release := rcv.hold()
 		updateWHC(ctx, ns, "offon", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.Deactivated = false })
 		Eventually(rcv.count).Should(Equal(2))
-		Expect(stateOf(ctx, ns, "offon")()).To(Equal([]string{"new", "Unknown", labhookv1alpha1.ReasonTestPending}))
+		Expect(stateOf(ctx, ns, "offon")(Default)).To(Equal([]string{"new", "Unknown", labhookv1alpha1.ReasonTestPending}))
 		release()
 		Eventually(stateOf(ctx, ns, "offon")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(rcv.count()).To(Equal(2))
+		Consistently(rcv.count).Should(Equal(2))
 	})
 
 	It("rotates a generated secret: both sign during the grace period, only the new one after", func() {
@@ -396,49 +327,49 @@ var _ = Describe("WebhookConfig controller", func() {
 		startManager(ns, testOptions()) // RotationGracePeriod 3s
 		Expect(k8sClient.Create(ctx, newWHC(ns, "rot", rcv.URL))).To(Succeed())
 		Eventually(stateOf(ctx, ns, "rot")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		oldSecret := string(signingSecret(ctx, ns, "rot-signing").Data["secret"])
-		testID := getWHC(ctx, ns, "rot").Status.LastTest.MessageID
+		oldSecret := string(signingSecret(Default, ctx, ns, "rot-signing").Data["secret"])
+		testID := getWHC(Default, ctx, ns, "rot").Status.LastTest.MessageID
 
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationRotateSecretRequestedAt, "r1")
-		Eventually(func() string { return getWHC(ctx, ns, "rot").Status.LastHandledRotateRequest }).Should(Equal("r1"))
-		s := signingSecret(ctx, ns, "rot-signing")
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "rot").Status.LastHandledRotateRequest }).Should(Equal("r1"))
+		s := signingSecret(Default, ctx, ns, "rot-signing")
 		newSecret := string(s.Data["secret"])
 		Expect(newSecret).To(HavePrefix("whsec_"))
 		Expect(newSecret).NotTo(Equal(oldSecret))
 		Expect(string(s.Data["previousSecret"])).To(Equal(oldSecret))
-		w := getWHC(ctx, ns, "rot")
+		w := getWHC(Default, ctx, ns, "rot")
 		Expect(w.Status.Rotation).NotTo(BeNil())
 		Expect(w.Status.Rotation.PreviousExpiresAt.Time).To(BeTemporally("~", w.Status.Rotation.RotatedTime.Add(3*time.Second), time.Second))
 		Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionSecretRotation)).To(BeTrue())
-		Eventually(eventsFor(ctx, ns, "rot")).Should(ContainElement("Normal/SecretRotated"))
+		Eventually(eventsFor(ctx, ns, "rot")).Should(ContainElement("Normal/" + labhookv1alpha1.ReasonSecretRotated))
 
 		By("not re-testing because of the rotation alone")
 		Expect(w.Status.State).To(Equal(labhookv1alpha1.StateValid))
 		Expect(w.Status.LastTest.MessageID).To(Equal(testID))
-		Expect(rcv.count()).To(Equal(1))
+		Consistently(rcv.count).Should(Equal(1))
 
 		By("signing with both secrets during the grace period")
 		Expect(controllers.SigningSecrets(ctx, k8sClient, w)).To(Equal([]string{newSecret, oldSecret}))
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationTestRequestedAt, "during-grace")
 		Eventually(rcv.count).Should(Equal(2))
 		during := rcv.last()
-		Expect(strings.Fields(during.Header.Get("webhook-signature"))).To(HaveLen(2))
+		Expect(strings.Fields(during.header.Get("webhook-signature"))).To(HaveLen(2))
 		Expect(verifies(newSecret, during)).To(Succeed())
 		Expect(verifies(oldSecret, during)).To(Succeed())
 
 		By("dropping the previous secret when the grace period ends")
-		Eventually(func() []byte { return signingSecret(ctx, ns, "rot-signing").Data["previousSecret"] }, "10s").Should(BeNil())
-		Eventually(func() *labhookv1alpha1.SecretRotation { return getWHC(ctx, ns, "rot").Status.Rotation }).Should(BeNil())
-		w = getWHC(ctx, ns, "rot")
+		Eventually(func(g Gomega) []byte { return signingSecret(g, ctx, ns, "rot-signing").Data["previousSecret"] }, "10s").Should(BeNil())
+		Eventually(func(g Gomega) *labhookv1alpha1.SecretRotation { return getWHC(g, ctx, ns, "rot").Status.Rotation }).Should(BeNil())
+		w = getWHC(Default, ctx, ns, "rot")
 		Expect(meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionSecretRotation)).To(BeNil())
 		Expect(controllers.SigningSecrets(ctx, k8sClient, w)).To(Equal([]string{newSecret}))
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationTestRequestedAt, "after-grace")
 		Eventually(rcv.count).Should(Equal(3))
 		after := rcv.last()
-		Expect(strings.Fields(after.Header.Get("webhook-signature"))).To(HaveLen(1))
+		Expect(strings.Fields(after.header.Get("webhook-signature"))).To(HaveLen(1))
 		Expect(verifies(newSecret, after)).To(Succeed())
 		Expect(verifies(oldSecret, after)).To(MatchError(standardwebhooks.ErrNoMatchingSignature))
-		Expect(getWHC(ctx, ns, "rot").Status.State).To(Equal(labhookv1alpha1.StateValid))
+		Expect(getWHC(Default, ctx, ns, "rot").Status.State).To(Equal(labhookv1alpha1.StateValid))
 	})
 
 	It("signs with a user-provided Secret, re-tests when it changes, and refuses to rotate it", func() {
@@ -449,23 +380,23 @@ var _ = Describe("WebhookConfig controller", func() {
 		whc.Spec.SecretRef = &labhookv1alpha1.LocalObjectReference{Name: "mine"}
 		Expect(k8sClient.Create(ctx, whc)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "byo")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(getWHC(ctx, ns, "byo").Status.SecretName).To(Equal("mine"))
+		Expect(getWHC(Default, ctx, ns, "byo").Status.SecretName).To(Equal("mine"))
 		Expect(verifies(testSecretA, rcv.last())).To(Succeed())
 		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "byo-signing"}, &corev1.Secret{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no Secret is generated when secretRef is set")
 
 		By("refusing a rotation request with a Warning and a condition")
 		annotate(ctx, ns, "byo", labhookv1alpha1.AnnotationRotateSecretRequestedAt, "r1")
-		Eventually(func() *metav1.Condition {
-			return meta.FindStatusCondition(getWHC(ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionSecretRotation)
+		Eventually(func(g Gomega) *metav1.Condition {
+			return meta.FindStatusCondition(getWHC(g, ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionSecretRotation)
 		}).Should(And(Not(BeNil()), HaveField("Reason", labhookv1alpha1.ReasonRotationRefused),
 			HaveField("Status", metav1.ConditionFalse), HaveField("Message", ContainSubstring("change its key"))))
 		Eventually(eventsFor(ctx, ns, "byo")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonRotationRefused))
-		Expect(string(signingSecret(ctx, ns, "mine").Data["secret"])).To(Equal(testSecretA))
-		Expect(getWHC(ctx, ns, "byo").Status.LastHandledRotateRequest).To(Equal("r1"))
+		Expect(string(signingSecret(Default, ctx, ns, "mine").Data["secret"])).To(Equal(testSecretA))
+		Expect(getWHC(Default, ctx, ns, "byo").Status.LastHandledRotateRequest).To(Equal("r1"))
 
 		By("re-testing when the referenced Secret's content changes")
-		s := signingSecret(ctx, ns, "mine")
+		s := signingSecret(Default, ctx, ns, "mine")
 		s.Data["secret"] = []byte(testSecretB)
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(rcv.count).Should(Equal(2))
@@ -478,10 +409,10 @@ var _ = Describe("WebhookConfig controller", func() {
 			w.Spec.SecretRef = &labhookv1alpha1.LocalObjectReference{Name: "later"}
 		})
 		Eventually(stateOf(ctx, ns, "byo")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretError}))
-		Expect(meta.IsStatusConditionTrue(getWHC(ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeTrue())
+		Expect(meta.IsStatusConditionTrue(getWHC(Default, ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeTrue())
 		createSecret(ctx, ns, "later", map[string]string{"secret": testSecretA})
 		Eventually(stateOf(ctx, ns, "byo")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(meta.FindStatusCondition(getWHC(ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeNil())
+		Expect(meta.FindStatusCondition(getWHC(Default, ctx, ns, "byo").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeNil())
 	})
 
 	It("sends authorizationSecretRef as a Bearer token and re-tests when it changes", func() {
@@ -492,17 +423,17 @@ var _ = Describe("WebhookConfig controller", func() {
 		whc.Spec.AuthorizationSecretRef = &labhookv1alpha1.SecretKeyReference{Name: "backend", Key: "token"}
 		Expect(k8sClient.Create(ctx, whc)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "authd")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(rcv.last().Header.Get("Authorization")).To(Equal("Bearer backend-user:backend-key"))
+		Expect(rcv.last().header.Get("Authorization")).To(Equal("Bearer backend-user:backend-key"))
 
-		s := signingSecret(ctx, ns, "backend")
+		s := signingSecret(Default, ctx, ns, "backend")
 		s.Data["token"] = []byte("backend-user:rotated-key")
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(rcv.count).Should(Equal(2))
-		Expect(rcv.last().Header.Get("Authorization")).To(Equal("Bearer backend-user:rotated-key"))
+		Expect(rcv.last().header.Get("Authorization")).To(Equal("Bearer backend-user:rotated-key"))
 
 		By("never putting the token in status or events")
 		Eventually(stateOf(ctx, ns, "authd")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		raw, err := json.Marshal(getWHC(ctx, ns, "authd"))
+		raw, err := json.Marshal(getWHC(Default, ctx, ns, "authd"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(raw)).NotTo(ContainSubstring("rotated-key"))
 	})
@@ -517,26 +448,26 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(k8sClient.Create(ctx, whc)).To(Succeed())
 
 		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretNotOptedIn}))
-		ready := meta.FindStatusCondition(getWHC(ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionReady)
+		ready := meta.FindStatusCondition(getWHC(Default, ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionReady)
 		Expect(ready.Message).To(And(
 			ContainSubstring(`authorization secret database: secret unusable: not labelled labhook.io/webhook-authorization: "true"`),
 			ContainSubstring("kubectl -n "+ns+" label secret database labhook.io/webhook-authorization=true")))
-		Expect(meta.IsStatusConditionTrue(getWHC(ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeTrue())
+		Expect(meta.IsStatusConditionTrue(getWHC(Default, ctx, ns, "exfil").Status.Conditions, labhookv1alpha1.ConditionStalled)).To(BeTrue())
 		Eventually(eventsFor(ctx, ns, "exfil")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonSecretNotOptedIn))
 		Consistently(rcv.count).Should(BeZero(), "nothing is sent, not even a test without the header")
-		raw, err := json.Marshal(getWHC(ctx, ns, "exfil"))
+		raw, err := json.Marshal(getWHC(Default, ctx, ns, "exfil"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(raw)).NotTo(ContainSubstring("db-password"))
 
 		By("a person allowed to label Secrets opts it in")
-		s := signingSecret(ctx, ns, "database")
+		s := signingSecret(Default, ctx, ns, "database")
 		s.Labels = map[string]string{labhookv1alpha1.LabelWebhookAuthorization: "true"}
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}))
-		Expect(rcv.last().Header.Get("Authorization")).To(Equal("Bearer db-password-not-for-receivers"))
+		Expect(rcv.last().header.Get("Authorization")).To(Equal("Bearer db-password-not-for-receivers"))
 
 		By("removing the label stops it again")
-		s = signingSecret(ctx, ns, "database")
+		s = signingSecret(Default, ctx, ns, "database")
 		s.Labels = nil
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "exfil")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretNotOptedIn}))
@@ -549,7 +480,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		u := strings.Replace(rcv.URL, "http://", "http://hook-user:hook-pass@", 1) + "/events?token=query-token#frag-token"
 		Expect(k8sClient.Create(ctx, newWHC(ns, "tokens", u))).To(Succeed())
 		Eventually(stateOf(ctx, ns, "tokens")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonConnectionError}))
-		w := getWHC(ctx, ns, "tokens")
+		w := getWHC(Default, ctx, ns, "tokens")
 		Expect(w.Status.LastTest.Error).To(ContainSubstring(rcv.URL + "/events"))
 		var list eventsv1.EventList
 		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
@@ -582,10 +513,10 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(k8sClient.Create(ctx, newWHC(ns, "quota", rcv.URL))).To(Succeed())
 
 		Eventually(stateOf(ctx, ns, "quota")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonSecretError}))
-		ready := meta.FindStatusCondition(getWHC(ctx, ns, "quota").Status.Conditions, labhookv1alpha1.ConditionReady)
+		ready := meta.FindStatusCondition(getWHC(Default, ctx, ns, "quota").Status.Conditions, labhookv1alpha1.ConditionReady)
 		Expect(ready.Message).To(ContainSubstring("exceeded quota: labhook-organisation"))
 		Eventually(eventsFor(ctx, ns, "quota")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonSecretError))
-		Expect(rcv.count()).To(BeZero())
+		Consistently(rcv.count).Should(BeZero())
 
 		By("the quota is raised")
 		Eventually(func() error {
@@ -611,32 +542,38 @@ var _ = Describe("WebhookConfig controller", func() {
 		value := strings.Repeat("x", 4096)
 		annotate(ctx, ns, "long", labhookv1alpha1.AnnotationTestRequestedAt, value)
 		Eventually(rcv.count).Should(Equal(2))
-		Eventually(func() string { return getWHC(ctx, ns, "long").Status.LastHandledTestRequest }).
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "long").Status.LastHandledTestRequest }).
 			Should(Equal(controllers.HandledRequest(value)))
 		Expect(controllers.HandledRequest(value)).To(HavePrefix("sha256:"))
 		Consistently(rcv.count).Should(Equal(2), "the recorded digest counts as handled")
 	})
 
 	DescribeTable("refuses targets by policy",
-		func(mutate func(*controllers.Options), url func(*hookReceiver) string) {
+		func(mutate func(*controllers.Options), url func(*receiver) string) {
 			rcv := newHookReceiver(http.StatusOK)
 			opts := testOptions()
 			mutate(&opts)
 			startManager(ns, opts)
 			Expect(k8sClient.Create(ctx, newWHC(ns, "policy", url(rcv)))).To(Succeed())
 			Eventually(stateOf(ctx, ns, "policy")).Should(Equal([]string{"invalid", "False", labhookv1alpha1.ReasonRefusedByPolicy}))
-			Expect(getWHC(ctx, ns, "policy").Status.LastTest.Error).To(ContainSubstring("refused by policy"))
-			Expect(rcv.count()).To(BeZero())
+			w := getWHC(Default, ctx, ns, "policy")
+			Expect(w.Status.LastTest.Error).To(ContainSubstring("refused by policy"))
+			stalled := meta.FindStatusCondition(w.Status.Conditions, labhookv1alpha1.ConditionStalled)
+			Expect(stalled).NotTo(BeNil(), "retrying does not fix a url the policy refuses: kstatus says Failed")
+			Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+			Expect(stalled.Reason).To(Equal(labhookv1alpha1.ReasonRefusedByPolicy))
+			Expect(meta.IsStatusConditionTrue(w.Status.Conditions, labhookv1alpha1.ConditionReconciling)).To(BeFalse())
+			Consistently(rcv.count).Should(BeZero())
 		},
 		Entry("http:// without --allow-http",
 			func(o *controllers.Options) { o.AllowHTTP = false },
-			func(r *hookReceiver) string { return r.URL }),
+			func(r *receiver) string { return r.URL }),
 		Entry("loopback outside --allowed-target-cidrs",
 			func(o *controllers.Options) { o.AllowedTargetCIDRs = nil },
-			func(r *hookReceiver) string { return r.URL }),
+			func(r *receiver) string { return r.URL }),
 		Entry("cloud metadata address",
 			func(o *controllers.Options) {},
-			func(*hookReceiver) string { return "http://169.254.169.254/latest/meta-data/" }),
+			func(*receiver) string { return "http://169.254.169.254/latest/meta-data/" }),
 	)
 
 	It("gives every default but the oldest a DefaultConflict, and clears it when the winner goes", func() {
@@ -647,7 +584,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		Expect(k8sClient.Create(ctx, alpha)).To(Succeed())
 		conflict := func(name string) func() string {
 			return func() string {
-				c := meta.FindStatusCondition(getWHC(ctx, ns, name).Status.Conditions, labhookv1alpha1.ConditionDefaultConflict)
+				c := meta.FindStatusCondition(getWHC(Default, ctx, ns, name).Status.Conditions, labhookv1alpha1.ConditionDefaultConflict)
 				if c == nil {
 					return "absent"
 				}
@@ -662,7 +599,7 @@ var _ = Describe("WebhookConfig controller", func() {
 		bravo.Spec.Default = true
 		Expect(k8sClient.Create(ctx, bravo)).To(Succeed())
 		Eventually(conflict("bravo")).Should(Equal("True/" + labhookv1alpha1.ReasonDefaultConflict))
-		Expect(meta.FindStatusCondition(getWHC(ctx, ns, "bravo").Status.Conditions, labhookv1alpha1.ConditionDefaultConflict).Message).
+		Expect(meta.FindStatusCondition(getWHC(Default, ctx, ns, "bravo").Status.Conditions, labhookv1alpha1.ConditionDefaultConflict).Message).
 			To(ContainSubstring("alpha"))
 		Consistently(conflict("alpha"), "500ms").Should(Equal("False/" + labhookv1alpha1.ReasonNoDefaultConflict))
 		Eventually(eventsFor(ctx, ns, "bravo")).Should(ContainElement("Warning/" + labhookv1alpha1.ReasonDefaultConflict))

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -33,22 +32,10 @@ import (
 	"github.com/labhook/labhook/internal/foreignverify"
 )
 
-// byID returns the last request with webhook-id id, or false.
-func (h *hookReceiver) byID(id string) (hookRequest, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.reqs) - 1; i >= 0; i-- {
-		if h.reqs[i].Header.Get(wire.HeaderWebhookID) == id {
-			return h.reqs[i], true
-		}
-	}
-	return hookRequest{}, false
-}
-
 // signatures returns the scheme prefixes of a request's signatures, in order.
-func signatures(req hookRequest) []string {
+func signatures(req delivery) []string {
 	var out []string
-	for _, s := range strings.Fields(req.Header.Get(wire.HeaderWebhookSignature)) {
+	for _, s := range strings.Fields(req.header.Get(wire.HeaderWebhookSignature)) {
 		v, _, _ := strings.Cut(s, ",")
 		out = append(out, v)
 	}
@@ -58,10 +45,10 @@ func signatures(req hookRequest) []string {
 // verifiedByGoAndNode checks req with publicKey twice: with labhook's
 // wire.Verify, and with Node's crypto.verify through the example of
 // docs/receiving.md, which shares no code with labhook.
-func verifiedByGoAndNode(ctx context.Context, publicKey string, req hookRequest) {
+func verifiedByGoAndNode(ctx context.Context, publicKey string, req delivery) {
 	GinkgoHelper()
-	Expect(wire.Verify(publicKey, req.Header, req.Body)).To(Succeed())
-	err := foreignverify.Node(ctx, publicKey, req.Header, req.Body)
+	Expect(wire.Verify(publicKey, req.header, req.body)).To(Succeed())
+	err := foreignverify.Node(ctx, publicKey, req.header, req.body)
 	if errors.Is(err, foreignverify.ErrUnavailable) {
 		Skip("Node.js is needed to check labhook's Ed25519 signatures with another implementation: " + err.Error())
 	}
@@ -81,8 +68,6 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		valid = []string{"valid", "True", labhookv1alpha1.ReasonTestSucceeded}
 	)
 	BeforeEach(func() {
-		SetDefaultEventuallyTimeout(20 * time.Second)
-		SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 		ctx = context.Background()
 		ns = newNamespace(ctx)
 	})
@@ -96,11 +81,11 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		Eventually(stateOf(ctx, ns, "ed")).Should(Equal(valid))
 
 		By("keeping the private key in the owned Secret and only the public key in status")
-		priv := string(signingSecret(ctx, ns, "ed-signing").Data[labhookv1alpha1.SecretKeySigning])
+		priv := string(signingSecret(Default, ctx, ns, "ed-signing").Data[labhookv1alpha1.SecretKeySigning])
 		Expect(priv).To(HavePrefix(wire.PrivateKeyPrefix))
 		pub, err := wire.PublicKey(priv)
 		Expect(err).NotTo(HaveOccurred())
-		w := getWHC(ctx, ns, "ed")
+		w := getWHC(Default, ctx, ns, "ed")
 		Expect(w.Status.PublicKey).To(Equal(pub))
 		Expect(w.Status.PreviousPublicKey).To(BeEmpty())
 		status, err := json.Marshal(w.Status)
@@ -127,23 +112,23 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		startManager(ns, testOptions()) // RotationGracePeriod 3s
 		Expect(k8sClient.Create(ctx, ed25519WHC(ns, "rot", rcv.URL))).To(Succeed())
 		Eventually(stateOf(ctx, ns, "rot")).Should(Equal(valid))
-		oldPub := getWHC(ctx, ns, "rot").Status.PublicKey
-		testID := getWHC(ctx, ns, "rot").Status.LastTest.MessageID
+		oldPub := getWHC(Default, ctx, ns, "rot").Status.PublicKey
+		testID := getWHC(Default, ctx, ns, "rot").Status.LastTest.MessageID
 
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationRotateSecretRequestedAt, "r1")
-		Eventually(func() string { return getWHC(ctx, ns, "rot").Status.LastHandledRotateRequest }).Should(Equal("r1"))
-		w := getWHC(ctx, ns, "rot")
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "rot").Status.LastHandledRotateRequest }).Should(Equal("r1"))
+		w := getWHC(Default, ctx, ns, "rot")
 		newPub := w.Status.PublicKey
 		Expect(newPub).To(HavePrefix(wire.PublicKeyPrefix))
 		Expect(newPub).NotTo(Equal(oldPub))
 		Expect(w.Status.PreviousPublicKey).To(Equal(oldPub))
 		Expect(w.Status.Rotation).NotTo(BeNil())
-		Expect(string(signingSecret(ctx, ns, "rot-signing").Data[labhookv1alpha1.SecretKeyPreviousSigning])).To(HavePrefix(wire.PrivateKeyPrefix))
+		Expect(string(signingSecret(Default, ctx, ns, "rot-signing").Data[labhookv1alpha1.SecretKeyPreviousSigning])).To(HavePrefix(wire.PrivateKeyPrefix))
 
 		By("not re-testing because of the rotation alone")
 		Expect(w.Status.State).To(Equal(labhookv1alpha1.StateValid))
 		Expect(w.Status.LastTest.MessageID).To(Equal(testID))
-		Expect(rcv.count()).To(Equal(1))
+		Consistently(rcv.count).Should(Equal(1))
 
 		By("signing with both keys during the grace period")
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationTestRequestedAt, "during-grace")
@@ -154,14 +139,14 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		verifiedByGoAndNode(ctx, oldPub, during)
 
 		By("dropping the previous key, and previousPublicKey, when the grace period ends")
-		Eventually(func() string { return getWHC(ctx, ns, "rot").Status.PreviousPublicKey }, "10s").Should(BeEmpty())
-		Expect(getWHC(ctx, ns, "rot").Status.PublicKey).To(Equal(newPub))
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "rot").Status.PreviousPublicKey }, "10s").Should(BeEmpty())
+		Expect(getWHC(Default, ctx, ns, "rot").Status.PublicKey).To(Equal(newPub))
 		annotate(ctx, ns, "rot", labhookv1alpha1.AnnotationTestRequestedAt, "after-grace")
 		Eventually(rcv.count).Should(Equal(3))
 		after := rcv.last()
 		Expect(signatures(after)).To(Equal([]string{"v1a"}))
-		Expect(wire.Verify(newPub, after.Header, after.Body)).To(Succeed())
-		Expect(wire.Verify(oldPub, after.Header, after.Body)).To(MatchError(wire.ErrNoMatchingSignature))
+		Expect(wire.Verify(newPub, after.header, after.body)).To(Succeed())
+		Expect(wire.Verify(oldPub, after.header, after.body)).To(MatchError(wire.ErrNoMatchingSignature))
 	})
 
 	It("switches scheme: re-tests, and the old key signs beside the new one during the grace period, both ways", func() {
@@ -169,18 +154,18 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		startManager(ns, testOptions()) // RotationGracePeriod 3s
 		Expect(k8sClient.Create(ctx, newWHC(ns, "sw", rcv.URL))).To(Succeed())
 		Eventually(stateOf(ctx, ns, "sw")).Should(Equal(valid))
-		oldSecret := string(signingSecret(ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeySigning])
-		Expect(getWHC(ctx, ns, "sw").Status.PublicKey).To(BeEmpty())
-		hmacTest := getWHC(ctx, ns, "sw").Status.LastTest.MessageID
+		oldSecret := string(signingSecret(Default, ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeySigning])
+		Expect(getWHC(Default, ctx, ns, "sw").Status.PublicKey).To(BeEmpty())
+		hmacTest := getWHC(Default, ctx, ns, "sw").Status.LastTest.MessageID
 
 		By("switching hmac-sha256 to ed25519: a whsk_ key, the whsec_ kept as previous, and a new test")
 		updateWHC(ctx, ns, "sw", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.Signature = labhookv1alpha1.SignatureEd25519 })
-		Eventually(func() string { return getWHC(ctx, ns, "sw").Status.LastTest.MessageID }).ShouldNot(Equal(hmacTest))
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "sw").Status.LastTest.MessageID }).ShouldNot(Equal(hmacTest))
 		Eventually(stateOf(ctx, ns, "sw")).Should(Equal(valid))
-		s := signingSecret(ctx, ns, "sw-signing")
+		s := signingSecret(Default, ctx, ns, "sw-signing")
 		Expect(string(s.Data[labhookv1alpha1.SecretKeySigning])).To(HavePrefix(wire.PrivateKeyPrefix))
 		Expect(string(s.Data[labhookv1alpha1.SecretKeyPreviousSigning])).To(Equal(oldSecret))
-		w := getWHC(ctx, ns, "sw")
+		w := getWHC(Default, ctx, ns, "sw")
 		edPub := w.Status.PublicKey
 		Expect(edPub).To(HavePrefix(wire.PublicKeyPrefix))
 		Expect(w.Status.PreviousPublicKey).To(BeEmpty(), "the previous key is a shared secret, not a key pair")
@@ -193,34 +178,34 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		Expect(verifies(oldSecret, test)).To(Succeed(), "a receiver still on the shared secret keeps working")
 
 		By("signing v1a only once the grace period is over")
-		Eventually(func() []byte {
-			return signingSecret(ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeyPreviousSigning]
+		Eventually(func(g Gomega) []byte {
+			return signingSecret(g, ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeyPreviousSigning]
 		}, "10s").Should(BeNil())
 		annotate(ctx, ns, "sw", labhookv1alpha1.AnnotationTestRequestedAt, "after-grace")
-		Eventually(func() bool {
-			_, ok := rcv.byID(getWHC(ctx, ns, "sw").Status.LastTest.MessageID)
-			return ok && getWHC(ctx, ns, "sw").Status.LastHandledTestRequest == "after-grace"
+		Eventually(func(g Gomega) bool {
+			_, ok := rcv.byID(getWHC(g, ctx, ns, "sw").Status.LastTest.MessageID)
+			return ok && getWHC(g, ctx, ns, "sw").Status.LastHandledTestRequest == "after-grace"
 		}).Should(BeTrue())
-		after, _ := rcv.byID(getWHC(ctx, ns, "sw").Status.LastTest.MessageID)
+		after, _ := rcv.byID(getWHC(Default, ctx, ns, "sw").Status.LastTest.MessageID)
 		Expect(signatures(after)).To(Equal([]string{"v1a"}))
 		Expect(verifies(oldSecret, after)).To(MatchError(standardwebhooks.ErrNoMatchingSignature))
 
 		By("switching back to hmac-sha256: a whsec_ secret, the Ed25519 key kept as previous, and a new test")
-		edTest := getWHC(ctx, ns, "sw").Status.LastTest.MessageID
+		edTest := getWHC(Default, ctx, ns, "sw").Status.LastTest.MessageID
 		updateWHC(ctx, ns, "sw", func(w *labhookv1alpha1.WebhookConfig) { w.Spec.Signature = labhookv1alpha1.SignatureHMACSHA256 })
-		Eventually(func() string { return getWHC(ctx, ns, "sw").Status.LastTest.MessageID }).ShouldNot(Equal(edTest))
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "sw").Status.LastTest.MessageID }).ShouldNot(Equal(edTest))
 		Eventually(stateOf(ctx, ns, "sw")).Should(Equal(valid))
-		w = getWHC(ctx, ns, "sw")
+		w = getWHC(Default, ctx, ns, "sw")
 		Expect(w.Status.PublicKey).To(BeEmpty())
 		Expect(w.Status.PreviousPublicKey).To(Equal(edPub), "the Ed25519 key still signs, so its public key stays published")
-		newSecret := string(signingSecret(ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeySigning])
+		newSecret := string(signingSecret(Default, ctx, ns, "sw-signing").Data[labhookv1alpha1.SecretKeySigning])
 		Expect(newSecret).To(HavePrefix(wire.SecretPrefix))
 		back, ok := rcv.byID(w.Status.LastTest.MessageID)
 		Expect(ok).To(BeTrue())
 		Expect(signatures(back)).To(Equal([]string{"v1", "v1a"}))
 		Expect(verifies(newSecret, back)).To(Succeed())
 		verifiedByGoAndNode(ctx, edPub, back)
-		Eventually(func() string { return getWHC(ctx, ns, "sw").Status.PreviousPublicKey }, "10s").Should(BeEmpty())
+		Eventually(func(g Gomega) string { return getWHC(g, ctx, ns, "sw").Status.PreviousPublicKey }, "10s").Should(BeEmpty())
 	})
 
 	It("signs with a whsk_ key from the user's Secret, and refuses a whsec_ one naming spec.signature", func() {
@@ -235,7 +220,7 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		good.Spec.SecretRef = &labhookv1alpha1.LocalObjectReference{Name: "mine-ed"}
 		Expect(k8sClient.Create(ctx, good)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "byo")).Should(Equal(valid))
-		w := getWHC(ctx, ns, "byo")
+		w := getWHC(Default, ctx, ns, "byo")
 		Expect(w.Status.PublicKey).To(Equal(pub))
 		test, ok := rcv.byID(w.Status.LastTest.MessageID)
 		Expect(ok).To(BeTrue())
@@ -253,18 +238,18 @@ var _ = Describe("WebhookConfig with signature ed25519", func() {
 		Consistently(other.count, "1s").Should(Equal(0))
 
 		By("testing it once the Secret holds a whsk_ key")
-		s := signingSecret(ctx, ns, "mine-hmac")
+		s := signingSecret(Default, ctx, ns, "mine-hmac")
 		s.Data["secret"] = []byte(priv)
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(stateOf(ctx, ns, "mismatch")).Should(Equal(valid))
-		Expect(getWHC(ctx, ns, "mismatch").Status.PublicKey).To(Equal(pub))
+		Expect(getWHC(Default, ctx, ns, "mismatch").Status.PublicKey).To(Equal(pub))
 		Eventually(other.count).Should(Equal(1))
 	})
 })
 
 // readyMessage returns the Ready condition's message of a WebhookConfig.
 func readyMessage(ctx context.Context, ns, name string) string {
-	for _, c := range getWHC(ctx, ns, name).Status.Conditions {
+	for _, c := range getWHC(Default, ctx, ns, name).Status.Conditions {
 		if c.Type == labhookv1alpha1.ConditionReady {
 			return c.Message
 		}

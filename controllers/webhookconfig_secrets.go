@@ -101,12 +101,12 @@ func secretsFrom(s *corev1.Secret, whc *labhookv1alpha1.WebhookConfig, now time.
 	return secrets, nil
 }
 
-// signingScheme is the scheme whc asks for; unset means hmac-sha256.
+// signingScheme is the scheme whc asks for; unset means the CRD default.
 func signingScheme(whc *labhookv1alpha1.WebhookConfig) labhookv1alpha1.SignatureScheme {
-	if whc.Spec.Signature == labhookv1alpha1.SignatureEd25519 {
-		return labhookv1alpha1.SignatureEd25519
+	if whc.Spec.Signature == "" {
+		return labhookv1alpha1.DefaultSignature
 	}
-	return labhookv1alpha1.SignatureHMACSHA256
+	return whc.Spec.Signature
 }
 
 // keyScheme is the scheme a signing key belongs to, by its prefix.

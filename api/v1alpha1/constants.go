@@ -39,7 +39,6 @@ const (
 // Condition reasons.
 const (
 	ReasonSucceeded       = "Succeeded"
-	ReasonProgressing     = "Progressing"
 	ReasonTestPending     = "TestPending"
 	ReasonTestSucceeded   = "TestSucceeded"
 	ReasonHTTPStatus      = "HTTPStatus"
@@ -78,6 +77,31 @@ const (
 	// signing Secret got a key of the new scheme; the old key still signs
 	// for the rotation grace period.
 	ReasonSignatureSchemeChanged = "SignatureSchemeChanged"
+)
+
+// Event reasons that are not also condition reasons.
+const (
+	// ReasonSecretGenerated: the WebhookConfig controller created the
+	// <name>-signing Secret.
+	ReasonSecretGenerated = "SecretGenerated"
+	// ReasonSecretRotated: the generated signing Secret was rotated on
+	// request; the previous key still signs for the grace period.
+	ReasonSecretRotated = "SecretRotated"
+	// ReasonMessageNameTaken: an OutgoingMessage that is not the lab
+	// object's own holds the name of its message; another name is tried.
+	ReasonMessageNameTaken = "MessageNameTaken"
+)
+
+// Defaults of WebhookConfig spec fields. The CRD is the source: its
+// +kubebuilder:default markers (which cannot name a constant) set them on
+// every object the API server stores. Code falls back to these only for an
+// object that lacks the field (written before the default existed);
+// controllers' TestCRDDefaultsMatchConstants fails when the two disagree.
+const (
+	DefaultTimeoutSeconds   = 15
+	DefaultRetryMaxAttempts = 8
+	DefaultRetryMaxAge      = "24h"
+	DefaultSignature        = SignatureHMACSHA256
 )
 
 // Annotations a person or a tool sets to ask for an action. Any new value
