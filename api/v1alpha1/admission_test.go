@@ -568,8 +568,9 @@ var _ = Describe("Admission", func() {
 			}
 			return nil
 		})).To(Succeed())
-		// The manager with its sidecar, and the standalone webhookserver.
-		Expect(deployments).To(Equal(2))
+		// The manager with its sidecar, the standalone webhookserver, and a
+		// shard's manager (config/components/sharding).
+		Expect(deployments).To(Equal(3))
 	})
 
 	It("accepts an OutgoingMessage iff wire.ValidStatus accepts its type and status", func(ctx SpecContext) {
