@@ -26,9 +26,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"runtime/debug"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -249,25 +246,4 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, objectsApplied, requestsInProgress, bytesInProgress)
-}
-
-// MemoryLimitEnv is the environment variable the manifests set, through
-// the downward API, to the container's memory limit in bytes.
-const MemoryLimitEnv = "LABHOOK_MEMORY_LIMIT"
-
-// SetMemoryLimitFromEnv sets the Go runtime's soft memory limit to 85 % of
-// the container's (MemoryLimitEnv), so the garbage collector works harder
-// before the kernel's limit is near, unless GOMEMLIMIT says otherwise. It
-// returns the limit set, or 0.
-func SetMemoryLimitFromEnv() int64 {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return 0
-	}
-	limit, err := strconv.ParseInt(os.Getenv(MemoryLimitEnv), 10, 64)
-	if err != nil || limit <= 0 {
-		return 0
-	}
-	limit = limit / 100 * 85
-	debug.SetMemoryLimit(limit)
-	return limit
 }

@@ -65,7 +65,7 @@ func main() {
 	common.Bind(flag.CommandLine)
 	flag.Parse()
 	log := common.SetupLogger()
-	if limit := webhookserver.SetMemoryLimitFromEnv(); limit > 0 {
+	if limit := cmdutil.SetMemoryLimitFromEnv(); limit > 0 {
 		log.Info("Go memory limit set from the container's", "bytes", limit)
 	}
 	if err := run(opts, bindAddr, metricsAddr, regions, &common); err != nil {
