@@ -36,6 +36,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/labhook/labhook/internal/cmdutil"
 	"github.com/labhook/labhook/test/internal/process"
 	"github.com/labhook/labhook/test/internal/seedmsg"
 	"github.com/labhook/labhook/test/internal/stack"
@@ -69,7 +70,7 @@ func deployedWebhookServer() deployed {
 		Expect(out.memoryLimit).To(BeNumerically(">", 0), "the webhookserver container has a memory limit")
 		var fromEnv bool
 		for _, e := range c.Env {
-			fromEnv = fromEnv || (e.Name == webhookserver.MemoryLimitEnv && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil)
+			fromEnv = fromEnv || (e.Name == cmdutil.MemoryLimitEnv && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil)
 		}
 		Expect(fromEnv).To(BeTrue(), "the manifest hands the container's memory limit to the Go runtime")
 		return out
@@ -82,8 +83,8 @@ func deployedWebhookServer() deployed {
 // flags and its memory limit in the environment.
 func startDeployed(name string, d deployed, extra ...string) (*process.Process, string) {
 	GinkgoHelper()
-	os.Setenv(webhookserver.MemoryLimitEnv, strconv.FormatInt(d.memoryLimit, 10))
-	defer os.Unsetenv(webhookserver.MemoryLimitEnv)
+	os.Setenv(cmdutil.MemoryLimitEnv, strconv.FormatInt(d.memoryLimit, 10))
+	defer os.Unsetenv(cmdutil.MemoryLimitEnv)
 	ws, base, err := stack.WebhookServer(binary("webhookserver"), cl.Kubeconfig, logPath(name), append(slices.Clone(d.args), extra...)...)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { ws.Stop(10 * time.Second) })
