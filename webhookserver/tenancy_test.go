@@ -70,13 +70,8 @@ func hold(base, org, key string, length int) *held {
 	return h
 }
 
-// gauge reads a gauge of the webhookservers in this process.
-func gauge(name string) float64 {
-	GinkgoHelper()
-	return gaugeG(Default, name)
-}
-
-// gaugeG is gauge for a polled function.
+// gaugeG reads a gauge of the webhookservers in this process, for a polled
+// function.
 func gaugeG(g Gomega, name string) float64 {
 	GinkgoHelper()
 	families, err := metrics.Registry.Gather()

@@ -373,10 +373,6 @@ func waitRecorded(ctx context.Context, b *bench, ns string, n int, timeout time.
 	}
 }
 
-func startManager(b *bench, name string) (*process.Process, error) {
-	return stack.Manager(b.binaries["manager"], b.cl.Kubeconfig, b.logPath(name), b.managerArgs...)
-}
-
 func waitValid(ctx context.Context, b *bench, ns, name string) error {
 	standIn, err := b.cl.EnsureValid(ctx, ns, name, 10*time.Second)
 	if standIn {
